@@ -1,0 +1,1 @@
+"""Prefect flows and the CLI: thin wrappers over pipeline/."""

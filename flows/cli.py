@@ -1,0 +1,132 @@
+"""`mpops`: the command line of DESIGN.md. Exit codes come from pipeline.errors."""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from pipeline.errors import ConfigError, MpopsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train in mixed precision, gate against fp32, register in MLflow.")
+err = Console(stderr=True, soft_wrap=True)
+# CI logs are not terminals: rich would fold the summary table to 80 columns there.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
+
+ConfigOpt = typer.Option(None, "--config", help="YAML config file")
+DataOpt = typer.Option(None, "--data", help="CSV/Parquet file or folder (default: data/ pinned by data.dvc)")
+
+
+def _config(config: Optional[Path], data: Optional[str], sets: list[str], precisions: Optional[str] = None):
+    from pipeline.config import load_config, with_data_path, with_precisions
+    from pipeline.setup import project_root
+
+    root = project_root()
+    cfg = load_config(config, sets)
+    if precisions:
+        cfg = with_precisions(cfg, precisions)
+    if data:
+        cfg = with_data_path(cfg, str(Path(data).resolve()))
+    elif not Path(cfg.data.path).is_absolute():
+        cfg = with_data_path(cfg, str(root / cfg.data.path))
+    return root, cfg
+
+
+@app.command()
+def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
+        precisions: Optional[str] = typer.Option(None, "--precisions", help="comma-separated, e.g. fp32,bf16,fp16"),
+        set_: list[str] = typer.Option([], "--set", help="override a config key: --set train.epochs=5")) -> None:
+    """Validate, train every precision, gate against fp32, register the selected model."""
+    from pipeline.setup import setup_tracking
+    from pipeline.summary import summary_table, what_it_bought
+
+    root, cfg = _config(config, data, set_, precisions)
+    if "fp32" not in cfg.precisions:
+        raise ConfigError("precisions must include fp32: every candidate is gated against the fp32 baseline")
+    uri = setup_tracking(root)
+    from flows.training import training_flow
+
+    outcome = training_flow(cfg, root)
+    out.print(summary_table(list(outcome.results), list(outcome.evals), outcome.gate))
+    out.print(f"What reduced precision bought on this machine: {what_it_bought(outcome.gate) or 'n/a'}")
+    out.print(f"Gate: {outcome.gate.reason}")
+    reg = outcome.registration
+    out.print(f"Registered {reg.model_name} version {reg.version} with alias(es) {', '.join(reg.aliases)} "
+              f"({reg.champion_reason}).")
+    out.print(f"Tracking store: {uri}  (look: mlflow ui --backend-store-uri {uri}); parent run {outcome.parent_run_id}")
+
+
+@app.command()
+def validate(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
+             set_: list[str] = typer.Option([], "--set")) -> None:
+    """Run only the data validation stage."""
+    from pipeline.data import load_dataset
+    from pipeline.validate import validate_frame
+
+    root, cfg = _config(config, data, set_)
+    ds = load_dataset(cfg.data.path, cfg.data.label_column)
+    report = validate_frame(ds.frame, root / cfg.validation.suite)
+    report.raise_if_failed()
+    out.print(f"data validation passed: {len(report.checks)} checks on {report.rows} rows ({report.suite})")
+
+
+@app.command()
+def predict(input: str = typer.Option(..., "--input", help="CSV/Parquet of the feature columns"),
+            output: str = typer.Option(..., "--output", help="where to write the rows with a prediction column"),
+            model_uri: Optional[str] = typer.Option(None, "--model-uri"),
+            config: Optional[Path] = ConfigOpt) -> None:
+    """Score a file with the champion (or --model-uri)."""
+    from pipeline.predict import predict_file
+    from pipeline.setup import setup_tracking
+
+    root, cfg = _config(config, None, [])
+    setup_tracking(root)
+    uri = model_uri or f"models:/{cfg.registry.model_name}@champion"
+    n = predict_file(uri, input, output, cfg.data.label_column)
+    out.print(f"wrote {n} predictions from {uri} to {output}")
+
+
+@app.command("restore-data")
+def restore_data() -> None:
+    """Restore data/ as pinned by data.dvc: dvc pull, else rebuild and verify against data.dvc."""
+    from pipeline.data import restore_bundled_data
+    from pipeline.setup import project_root
+
+    how = restore_bundled_data(project_root())
+    out.print(f"data/: {how}")
+
+
+def main() -> None:
+    from pipeline.setup import disable_telemetry
+
+    disable_telemetry()
+    try:
+        app(standalone_mode=False)
+    except MpopsError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        if e.detail:
+            err.print(e.detail, markup=False, highlight=False)
+        sys.exit(e.exit_code)
+    except (typer.Exit, SystemExit) as e:
+        sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as e:  # click's usage errors are handled below; anything else is a bug
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        err.print(f"internal error: {type(e).__name__}: {e} (at {frame.filename}:{frame.lineno}); "
+                  "this is a bug, please report it with the traceback below", markup=False, highlight=False)
+        traceback.print_exc()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

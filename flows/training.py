@@ -1,0 +1,120 @@
+"""The training flow: Prefect tasks chaining the pipeline/ stages. No logic of its own."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import data as data_stage
+from pipeline import registry
+from pipeline.config import Config
+from pipeline.evaluate import EvalResult, evaluate
+from pipeline.errors import DataValidationError, GateFailed
+from pipeline.gate import CandidateMetrics, GateReport, gate
+from pipeline.precision import make_policy, resolve_device
+from pipeline.provenance import Provenance, collect_provenance
+from pipeline.registry import Registration
+from pipeline.setup import artifact_location
+from pipeline.summary import what_it_bought
+from pipeline.train import TrainResult, train
+from pipeline.validate import ValidationReport, validate_frame
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    parent_run_id: str
+    results: tuple[TrainResult, ...]
+    evals: tuple[EvalResult, ...]
+    gate: GateReport
+    registration: Registration
+
+
+@task(name="load-data", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=lambda t, r, s: not isinstance(s.result(raise_on_failure=False), DataValidationError))
+def load_data(cfg: Config) -> data_stage.Dataset:
+    return data_stage.load_dataset(cfg.data.path, cfg.data.label_column)
+
+
+@task(name="collect-provenance", cache_policy=NO_CACHE)
+def provenance(root: Path, ds: data_stage.Dataset) -> Provenance:
+    return collect_provenance(root, ds.files)
+
+
+@task(name="validate-data", cache_policy=NO_CACHE)
+def validate(cfg: Config, root: Path, ds: data_stage.Dataset) -> ValidationReport:
+    return validate_frame(ds.frame, root / cfg.validation.suite)
+
+
+@task(name="split-data", cache_policy=NO_CACHE)
+def split(cfg: Config, ds: data_stage.Dataset) -> data_stage.Split:
+    return data_stage.split_dataset(ds, cfg.data.test_size, cfg.data.split_seed)
+
+
+@task(name="train-precision", cache_policy=NO_CACHE)
+def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id: str, root: Path
+                    ) -> tuple[TrainResult, EvalResult, str]:
+    policy = make_policy(precision, resolve_device(cfg.train.device))
+    run_id = registry.start_run(cfg.registry.experiment, precision, artifact_location(root), parent_id=parent_id)
+    try:
+        result = train(sp, cfg.train, policy)
+        ev = evaluate(result.model, sp, policy)
+        registry.log_training(run_id, result, ev, sp.classes)
+    except BaseException:
+        registry.end_run(run_id, ok=False)
+        raise
+    registry.end_run(run_id, ok=True)
+    get_run_logger().info("%s: accuracy %.4f, %.0f samples/s, peak %.1f MiB", precision, ev.accuracy,
+                          result.samples_per_s, result.peak_memory_bytes / 2**20)
+    return result, ev, run_id
+
+
+@task(name="gate-candidates", cache_policy=NO_CACHE)
+def gate_candidates(cfg: Config, results: list[TrainResult], evals: list[EvalResult]) -> GateReport:
+    return gate([CandidateMetrics(r.precision, e.accuracy, e.macro_f1, r.samples_per_s, r.peak_memory_bytes,
+                                  r.nonfinite_losses) for r, e in zip(results, evals)], cfg.gate)
+
+
+@task(name="register-model", cache_policy=NO_CACHE)
+def register_model(cfg: Config, run_id: str, parent_id: str, result: TrainResult, ev: EvalResult,
+                   sp: data_stage.Split, report: GateReport, prov: Provenance) -> Registration:
+    return registry.register(cfg, run_id, parent_id, result, ev, sp, report, prov, validation_passed=True)
+
+
+@flow(name="mpops-training", log_prints=True)
+def training_flow(cfg: Config, root: Path) -> RunOutcome:
+    logger = get_run_logger()
+    ds = load_data(cfg)
+    prov = provenance(root, ds)
+    parent_id = registry.start_run(cfg.registry.experiment, "pipeline", artifact_location(root),
+                                   tags=prov.as_tags())
+    ok = False
+    try:
+        registry.log_values(parent_id, params=cfg.as_flat_dict())
+        report = validate(cfg, root, ds)
+        registry.log_text(parent_id, report.to_json(), "validation/report.json")
+        registry.log_values(parent_id, tags={"validation.passed": str(report.passed).lower()},
+                            metrics={"validation.failed_checks": len(report.failed)})
+        report.raise_if_failed()
+        sp = split(cfg, ds)
+        trained = [train_precision(cfg, sp, p, parent_id, root) for p in cfg.precisions]
+        results, evals = [t[0] for t in trained], [t[1] for t in trained]
+        verdicts = gate_candidates(cfg, results, evals)
+        registry.log_text(parent_id, verdicts.to_json(), "gate/report.json")
+        registry.log_values(parent_id, tags={"gate.selected": verdicts.selected or "none",
+                                             "gate.reason": verdicts.reason[:5000]})
+        logger.info("what each precision bought here: %s", what_it_bought(verdicts) or "only fp32 was trained")
+        if verdicts.selected is None:
+            raise GateFailed(f"no candidate passed the gates: {verdicts.reason}; nothing registered",
+                             detail="\n".join(f"  {v.precision}: {v.reason}" for v in verdicts.verdicts))
+        chosen = cfg.precisions.index(verdicts.selected)
+        registration = register_model(cfg, trained[chosen][2], parent_id, results[chosen], evals[chosen], sp,
+                                      verdicts, prov)
+        ok = True
+    finally:
+        registry.end_run(parent_id, ok)
+    return RunOutcome(parent_id, tuple(results), tuple(evals), verdicts, registration)
+
+
+__all__ = ["training_flow", "RunOutcome"]

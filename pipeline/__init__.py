@@ -1,0 +1,1 @@
+"""mpops pipeline stages: plain functions over frozen dataclasses, no Prefect."""

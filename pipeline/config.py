@@ -1,0 +1,191 @@
+"""One typed configuration, read and validated once at the entry point."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_origin, get_type_hints
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = "data"
+    label_column: str = "label"
+    test_size: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    suite: str = "expectations/digits.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # 64 -> 512 -> 512 -> 512 -> 10: big enough that the matmuls dominate a step,
+    # so the precision of those matmuls is what the throughput measures.
+    hidden_size: int = 512
+    hidden_layers: int = 3
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    warmup_steps: int = 5
+    device: str = "auto"
+    threads: int = 0  # 0: leave torch's default
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    accuracy_tolerance: float = 0.01
+    min_speedup: float = 1.0
+    min_accuracy: float = 0.9
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str = "digits-classifier"
+    experiment: str = "mpops"
+
+
+@dataclass(frozen=True)
+class Config:
+    precisions: tuple[str, ...] = PRECISIONS
+    data: DataConfig = field(default_factory=DataConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+
+    def as_flat_dict(self) -> dict[str, Any]:
+        """Dotted keys (`train.lr`) for MLflow params."""
+        out: dict[str, Any] = {"precisions": ",".join(self.precisions)}
+        for f in fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                for k, v in dataclasses.asdict(section).items():
+                    out[f"{f.name}.{k}"] = v
+        return out
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    if get_origin(typ) is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"config: {where} must be a list, got {value!r}")
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if typ is bool:
+        if isinstance(value, str):
+            if value.lower() in ("true", "1", "yes"):
+                return True
+            if value.lower() in ("false", "0", "no"):
+                return False
+        elif isinstance(value, bool):
+            return value
+        raise ConfigError(f"config: {where} must be true or false, got {value!r}")
+    try:
+        if typ is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return typ(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config: {where} must be {typ.__name__}, got {value!r}") from None
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: section {prefix or 'top level'} must be a mapping")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"config: unknown key {where!r}; known keys: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in raw.items():
+        typ, where = hints[name], f"{prefix}.{name}" if prefix else name
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, value, where)
+        else:
+            kwargs[name] = _coerce(value, typ, where)
+    return cls(**kwargs)
+
+
+def _set_dotted(raw: dict[str, Any], assignment: str) -> None:
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {p} is not a section")
+    node[leaf] = yaml.safe_load(value) if value.strip() else value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read YAML (optional), apply `key=value` overrides, validate, return the frozen Config."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}".splitlines()[0]) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    for assignment in overrides or []:
+        _set_dotted(raw, assignment)
+    cfg = _build(Config, raw, "")
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: Config) -> None:
+    bad = [p for p in cfg.precisions if p not in PRECISIONS]
+    if bad:
+        raise ConfigError(f"config: unknown precision {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
+    if not cfg.precisions:
+        raise ConfigError("config: precisions is empty; give at least fp32")
+    if len(set(cfg.precisions)) != len(cfg.precisions):
+        raise ConfigError("config: precisions lists a precision twice")
+    checks = [
+        (0.0 < cfg.data.test_size < 1.0, "data.test_size must be between 0 and 1"),
+        (cfg.train.hidden_size > 0, "train.hidden_size must be positive"),
+        (cfg.train.hidden_layers >= 0, "train.hidden_layers must be 0 or more"),
+        (cfg.train.epochs > 0, "train.epochs must be positive"),
+        (cfg.train.batch_size > 0, "train.batch_size must be positive"),
+        (cfg.train.lr > 0, "train.lr must be positive"),
+        (cfg.train.warmup_steps >= 0, "train.warmup_steps must be 0 or more"),
+        (cfg.train.device in ("auto", "cpu") or cfg.train.device.startswith("cuda"),
+         "train.device must be auto, cpu or cuda[:N]"),
+        (cfg.gate.accuracy_tolerance >= 0, "gate.accuracy_tolerance must be 0 or more"),
+        (cfg.gate.min_speedup > 0, "gate.min_speedup must be positive"),
+        (0.0 <= cfg.gate.min_accuracy <= 1.0, "gate.min_accuracy must be between 0 and 1"),
+        (bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"config: {message}")
+
+
+def with_precisions(cfg: Config, precisions: str) -> Config:
+    new = replace(cfg, precisions=_coerce(precisions, tuple[str, ...], "--precisions"))
+    validate_config(new)
+    return new
+
+
+def with_data_path(cfg: Config, path: str) -> Config:
+    return replace(cfg, data=replace(cfg.data, path=path))
+
+
+__all__ = ["Config", "load_config", "with_precisions", "with_data_path", "PRECISIONS"]

@@ -1,0 +1,137 @@
+"""Load a dataset (CSV/Parquet file or folder), restore the bundled digits set, split it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pipeline.errors import DataValidationError, MpopsError
+
+BUNDLED_FILE = "digits.csv"
+SPLIT_COLUMN = "split"
+SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    frame: pd.DataFrame
+    files: tuple[str, ...]
+    label_column: str
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.frame.columns if c not in (self.label_column, SPLIT_COLUMN))
+
+
+@dataclass(frozen=True)
+class Split:
+    x_train: np.ndarray  # (n_train, n_features) float32
+    y_train: np.ndarray  # (n_train,) int64 class indices
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[int | str, ...]  # index -> original label
+    feature_columns: tuple[str, ...]
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
+    except Exception as e:  # pandas/pyarrow raise many types for unreadable input
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataValidationError(
+            f"data: cannot read {path} ({first}); give a CSV or Parquet file of the layout in DESIGN.md"
+        ) from None
+
+
+def load_dataset(path: str | Path, label_column: str = "label") -> Dataset:
+    """Read one file or every CSV/Parquet file of a folder; unreadable or empty data is exit 3."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in SUFFIXES)
+        if not files:
+            raise DataValidationError(f"data: no .csv or .parquet file in folder {p}")
+    elif p.is_file():
+        if p.suffix.lower() not in SUFFIXES:
+            raise DataValidationError(f"data: {p} is not a .csv or .parquet file")
+        files = [p]
+    else:
+        raise DataValidationError(f"data: {p} does not exist; run `make data` for the bundled set or pass --data PATH")
+    frame = pd.concat([_read_file(f) for f in files], ignore_index=True)
+    if frame.empty:
+        raise DataValidationError(f"data: {p} holds no rows")
+    if label_column not in frame.columns:
+        raise DataValidationError(
+            f"data: label column {label_column!r} missing from {p}; set data.label_column to the label's name"
+        )
+    return Dataset(frame=frame, files=tuple(str(f) for f in files), label_column=label_column)
+
+
+def split_dataset(ds: Dataset, test_size: float, seed: int) -> Split:
+    """The data's own `split` column when present (val counts as train), else a stratified split."""
+    frame = ds.frame
+    features = list(ds.feature_columns)
+    classes = tuple(sorted(frame[ds.label_column].unique().tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    y = frame[ds.label_column].map(index).to_numpy(dtype=np.int64)
+    x = frame[features].to_numpy(dtype=np.float32)
+    if SPLIT_COLUMN in frame.columns:
+        is_test = (frame[SPLIT_COLUMN] == "test").to_numpy()
+        if not is_test.any() or is_test.all():
+            raise DataValidationError("data: the split column must mark some rows, not all, as test")
+        tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    else:
+        tr, te = train_test_split(np.arange(len(frame)), test_size=test_size, random_state=seed, stratify=y)
+    return Split(x[tr], y[tr], x[te], y[te], classes, tuple(features))
+
+
+def write_bundled_digits(folder: str | Path) -> Path:
+    """Write scikit-learn's digits (shipped inside the package, no download) byte-for-byte reproducibly."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data.astype(np.int64), columns=[f"pixel_{i}" for i in range(64)])
+    frame["label"] = digits.target.astype(np.int64)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / BUNDLED_FILE
+    frame.to_csv(target, index=False, lineterminator="\n")
+    return target
+
+
+def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def restore_bundled_data(root: str | Path = ".") -> str:
+    """`dvc pull` when the remote has data/, else rebuild from scikit-learn and check it against data.dvc.
+
+    Returns how the data was obtained. A rebuilt copy whose hash differs from data.dvc is an error:
+    the pinned data is never silently replaced.
+    """
+    root = Path(root).resolve()
+    if not (root / "data.dvc").is_file():
+        raise MpopsError(f"data.dvc not found in {root}; run from the project root")
+    if _dvc("status", "--json", "data.dvc", cwd=root).stdout.strip() in ("{}", "") and (root / "data").is_dir():
+        return "present"
+    pulled = _dvc("pull", "data.dvc", cwd=root)
+    if pulled.returncode == 0 and (root / "data" / BUNDLED_FILE).is_file():
+        return "dvc pull"
+    write_bundled_digits(root / "data")
+    status = _dvc("status", "--json", "data.dvc", cwd=root)
+    if status.returncode != 0 or status.stdout.strip() != "{}":
+        raise DataValidationError(
+            "data: the digits set rebuilt from scikit-learn does not match the md5 in data.dvc; "
+            "do not commit it: pull the pinned data from the DVC remote or ask who changed data.dvc",
+            detail=status.stdout + status.stderr,
+        )
+    # Cache and push the verified copy so the next clone can `dvc pull` it.
+    _dvc("commit", "--force", "data.dvc", cwd=root)
+    _dvc("push", "data.dvc", cwd=root)
+    return "rebuilt from scikit-learn (md5 matches data.dvc)"

@@ -1,0 +1,161 @@
+"""MLflow: runs, metrics and the all-or-nothing registration of the selected model."""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from pipeline.config import Config
+from pipeline.data import Split
+from pipeline.evaluate import EvalResult
+from pipeline.gate import GateReport
+from pipeline.provenance import Provenance
+from pipeline.train import TrainResult
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+PIPELINE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Registration:
+    model_name: str
+    version: str
+    aliases: tuple[str, ...]
+    champion_reason: str
+
+
+def start_run(experiment: str, run_name: str, artifact_location: str | None,
+              parent_id: str | None = None, tags: dict[str, str] | None = None) -> str:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=artifact_location)
+    all_tags = {"mlflow.runName": run_name, **(tags or {})}
+    if parent_id:
+        all_tags["mlflow.parentRunId"] = parent_id
+    return client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
+
+
+def end_run(run_id: str, ok: bool) -> None:
+    MlflowClient().set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+
+def log_values(run_id: str, params: dict | None = None, metrics: dict | None = None,
+               tags: dict | None = None) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = mlflow.utils.time.get_current_time_millis()
+    MlflowClient().log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if not math.isnan(float(v))],
+        params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def log_training(run_id: str, result: TrainResult, ev: EvalResult, classes: tuple) -> None:
+    metrics = {
+        "train.samples_per_s": result.samples_per_s, "train.peak_memory_mb": result.peak_memory_bytes / 2**20,
+        "train.wall_s": result.wall_s, "train.skipped_steps": result.skipped_steps,
+        "train.nonfinite_losses": result.nonfinite_losses, "train.final_loss": result.epoch_losses[-1],
+        "eval.accuracy": ev.accuracy, "eval.macro_f1": ev.macro_f1,
+    }
+    metrics.update({f"eval.recall.class_{c}": r for c, r in zip(classes, ev.per_class_recall)})
+    log_values(run_id, metrics=metrics, tags=result.policy.tags,
+               params={"model.parameters": sum(p.numel() for p in result.model.parameters()),
+                       "model.flops_per_sample": result.spec.flops_per_sample, "train.steps": result.steps})
+    client, now = MlflowClient(), mlflow.utils.time.get_current_time_millis()
+    from mlflow.entities import Metric
+
+    client.log_batch(run_id, metrics=[Metric("train.epoch_loss", loss, now, epoch)
+                                      for epoch, loss in enumerate(result.epoch_losses) if math.isfinite(loss)])
+
+
+def _log_model(run_id: str, result: TrainResult, split: Split) -> str:
+    from pipeline.evaluate import predict_indices
+    from pipeline.predict import PrecisionClassifier
+
+    meta = {"precision": result.precision, "spec": asdict(result.spec),
+            "feature_columns": list(split.feature_columns), "classes": [c for c in split.classes]}
+    example = pd.DataFrame(split.x_test[:5], columns=list(split.feature_columns))
+    preds = [split.classes[i] for i in predict_indices(result.model, split.x_test[:5], result.policy)]
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, meta_file = Path(tmp) / "weights.pt", Path(tmp) / "meta.json"
+        torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, weights)
+        meta_file.write_text(json.dumps(meta, default=int))
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=PrecisionClassifier(),
+                artifacts={"weights": str(weights), "meta": str(meta_file)},
+                code_paths=[str(PIPELINE_DIR)],
+                signature=infer_signature(example, pd.Series(preds)), input_example=example,
+                # Explicit: inferring them costs ~10 s a model.
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                                  f"pandas=={pd.__version__}", "numpy"],
+            )
+    return info.model_uri
+
+
+def _champion_decision(client: MlflowClient, name: str, accuracy: float) -> tuple[bool, str]:
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return True, "no champion yet"
+    champ_acc = float(current.tags.get("eval.accuracy", "nan"))
+    if math.isnan(champ_acc) or accuracy >= champ_acc:
+        return True, f"accuracy {accuracy:.4f} >= champion v{current.version} {champ_acc:.4f}"
+    return False, f"accuracy {accuracy:.4f} < champion v{current.version} {champ_acc:.4f}; champion stays"
+
+
+def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, ev: EvalResult, split: Split,
+             report: GateReport, prov: Provenance, validation_passed: bool) -> Registration:
+    """Log, register and tag the model; aliases move only once the version is complete.
+
+    A failure before the aliases move deletes the half-made version, so the registry never
+    shows a version without its tags and description.
+    """
+    name = cfg.registry.model_name
+    verdict = report.verdict(result.precision)
+    tags = {
+        **result.policy.tags, "torch.version": torch.__version__, **prov.as_tags(),
+        "gate.passed": str(verdict.passed).lower(), "gate.speedup_vs_fp32": f"{verdict.speedup:.2f}",
+        "gate.accuracy_delta_vs_fp32": f"{verdict.accuracy_delta:.4f}",
+        "gate.memory_ratio_vs_fp32": f"{verdict.memory_ratio:.2f}", "gate.reason": report.reason[:5000],
+        "validation.passed": str(validation_passed).lower(), "eval.accuracy": f"{ev.accuracy:.6f}",
+        "eval.macro_f1": f"{ev.macro_f1:.6f}", "mlflow.parent_run_id": parent_run_id,
+    }
+    model_uri = _log_model(run_id, result, split)
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="mpops: mixed-precision models gated against fp32")
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    try:
+        description = (f"{result.precision} model selected by the mpops gate (parent run {parent_run_id}).\n\n"
+                       f"Gate: {report.reason}\n\nTest accuracy {ev.accuracy:.4f}, macro-F1 {ev.macro_f1:.4f}; "
+                       f"data md5 {prov.dvc_md5 or prov.data_md5}; git {prov.git_commit[:12]}.")
+        client.update_model_version(name, version.version, description=description)
+        move, champion_reason = _champion_decision(client, name, ev.accuracy)
+        client.set_model_version_tag(name, version.version, "registry.champion_decision", champion_reason)
+    except Exception:
+        client.delete_model_version(name, version.version)
+        raise
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    aliases = [CHALLENGER]
+    if move:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        aliases.append(CHAMPION)
+    return Registration(name, str(version.version), tuple(aliases), champion_reason)

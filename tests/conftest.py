@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.setup import disable_telemetry
+
+ROOT = Path(__file__).resolve().parents[1]
+disable_telemetry()
+
+
+@pytest.fixture(scope="session")
+def digits_frame() -> pd.DataFrame:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    frame = pd.DataFrame(d.data.astype(np.int64), columns=[f"pixel_{i}" for i in range(64)])
+    frame["label"] = d.target
+    return frame
+
+
+@pytest.fixture()
+def digits_csv(tmp_path, digits_frame) -> Path:
+    path = tmp_path / "digits.csv"
+    digits_frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture()
+def tracking_store(tmp_path, monkeypatch) -> str:
+    """A private SQLite tracking store, so tests never touch the project's mlruns/."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the whole session (starting one costs seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,62 @@
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.data import load_dataset, split_dataset, write_bundled_digits
+from pipeline.errors import DataValidationError
+
+
+def test_bundled_digits_are_written_deterministically(tmp_path):
+    a = write_bundled_digits(tmp_path / "a").read_bytes()
+    b = write_bundled_digits(tmp_path / "b").read_bytes()
+    assert hashlib.md5(a).hexdigest() == hashlib.md5(b).hexdigest()
+    frame = pd.read_csv(tmp_path / "a" / "digits.csv")
+    assert frame.shape == (1797, 65)
+    assert list(frame.columns[:2]) == ["pixel_0", "pixel_1"] and frame.columns[-1] == "label"
+
+
+def test_csv_parquet_and_folder(tmp_path, digits_frame):
+    digits_frame.iloc[:100].to_csv(tmp_path / "a.csv", index=False)
+    digits_frame.iloc[100:150].to_parquet(tmp_path / "b.parquet", index=False)
+    assert len(load_dataset(tmp_path / "a.csv").frame) == 100
+    assert len(load_dataset(tmp_path / "b.parquet").frame) == 50
+    ds = load_dataset(tmp_path)
+    assert len(ds.frame) == 150 and len(ds.files) == 2 and len(ds.feature_columns) == 64
+
+
+@pytest.mark.parametrize("content, suffix, words", [
+    ("", ".csv", "cannot read"),
+    ("pixel_0,label\n", ".csv", "holds no rows"),
+    ("pixel_0,pixel_1\n1,2\n", ".csv", "label column 'label' missing"),
+    ("hello", ".txt", "not a .csv or .parquet"),
+    ("not parquet at all", ".parquet", "cannot read"),
+])
+def test_unreadable_data_is_a_validation_error(tmp_path, content, suffix, words):
+    p = tmp_path / f"bad{suffix}"
+    p.write_text(content)
+    with pytest.raises(DataValidationError, match=words):
+        load_dataset(p)
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(DataValidationError, match="does not exist"):
+        load_dataset(tmp_path / "nothing.csv")
+
+
+def test_stratified_split_is_deterministic(digits_csv):
+    ds = load_dataset(digits_csv)
+    a, b = split_dataset(ds, 0.2, 0), split_dataset(ds, 0.2, 0)
+    assert np.array_equal(a.y_test, b.y_test) and len(a.y_test) == 360
+    assert a.classes == tuple(range(10))
+    # stratified: every class is in the test split in proportion
+    assert np.bincount(a.y_test).min() >= 34
+
+
+def test_split_column_is_honoured(tmp_path, digits_frame):
+    frame = digits_frame.copy()
+    frame["split"] = np.where(np.arange(len(frame)) < 1500, "train", "test")
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    sp = split_dataset(load_dataset(tmp_path / "s.csv"), 0.2, 0)
+    assert len(sp.y_test) == 297 and "split" not in sp.feature_columns

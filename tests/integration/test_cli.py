@@ -1,0 +1,147 @@
+"""`mpops` as a user runs it: a subprocess in a temporary copy of the project, its own tracking store."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+MPOPS = str(Path(sys.executable).with_name("mpops"))
+DESIGN_TAGS = ("precision", "precision.autocast_dtype", "precision.loss_scaling", "precision.device",
+               "torch.version", "data.md5", "git.commit", "gate.passed", "gate.speedup_vs_fp32",
+               "gate.accuracy_delta_vs_fp32", "gate.memory_ratio_vs_fp32", "validation.passed")
+# Smaller than the default model so the suite stays quick; still 0.975 accurate on digits.
+FAST = ["--set", "train.hidden_size=256"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project with the pinned data/, as a fresh clone would have after `make data`."""
+    dest = tmp_path_factory.mktemp("proj") / "mpops"
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".venv", "mlruns", ".dvc-storage", "__pycache__",
+                                                               ".pytest_cache", "*.egg-info"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, project) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("state")
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+            "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": "", "NO_COLOR": "1"}
+
+
+def mpops(project: Path, env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([MPOPS, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def client_for(env) -> MlflowClient:
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    return MlflowClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_URI"])
+
+
+def versions(env) -> list:
+    return client_for(env).search_model_versions("name='digits-classifier'")
+
+
+def test_bad_config_exits_2_with_one_line(project, env):
+    r = mpops(project, env, "run", "--set", "train.epochs=0")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines()[0] == "error: config: train.epochs must be positive"
+    r = mpops(project, env, "run", "--precisions", "fp32,fp64")
+    assert r.returncode == 2 and "unknown precision 'fp64'" in r.stderr
+
+
+def test_failed_validation_exits_3_and_registers_nothing(project, env, tmp_path):
+    bad = pd.read_csv(project / "data" / "digits.csv")
+    bad.loc[0, "label"] = 42
+    bad.loc[1, "pixel_3"] = 99
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    r = mpops(project, env, "run", "--data", str(tmp_path / "bad.csv"), *FAST)
+    assert r.returncode == 3, r.stdout + r.stderr
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("error: data validation failed, 2 of")
+    assert "label: column values to be in set" in first and "pixel_3: column values to be between" in first
+    assert versions(env) == []
+    runs = client_for(env).search_runs([client_for(env).get_experiment_by_name("mpops").experiment_id])
+    assert [x.data.tags["mlflow.runName"] for x in runs] == ["pipeline"]  # nothing trained
+    assert runs[0].data.tags["validation.passed"] == "false" and runs[0].info.status == "FAILED"
+
+
+@pytest.mark.parametrize("content, name", [("", "empty.csv"), ("a,b\n1,2\n", "nolabel.csv")])
+def test_unreadable_data_exits_3(project, env, tmp_path, content, name):
+    (tmp_path / name).write_text(content)
+    r = mpops(project, env, "validate", "--data", str(tmp_path / name))
+    assert r.returncode == 3 and r.stderr.startswith("error: data:"), r.stderr
+
+
+def test_validate_passes_on_bundled_data(project, env):
+    r = mpops(project, env, "validate")
+    assert r.returncode == 0 and "data validation passed" in r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def first_run(project, env):
+    return mpops(project, env, "run", *FAST)
+
+
+def test_run_registers_a_complete_version(first_run, env, project):
+    assert first_run.returncode == 0, first_run.stdout[-3000:] + first_run.stderr[-3000:]
+    assert "Registered digits-classifier version 1" in first_run.stdout
+    client = client_for(env)
+    [mv] = versions(env)
+    for tag in DESIGN_TAGS:
+        assert mv.tags.get(tag), f"tag {tag} missing"
+    assert mv.tags["validation.passed"] == "true" and mv.tags["gate.passed"] == "true"
+    dvc_md5 = next(line.split(":")[1].strip() for line in (project / "data.dvc").read_text().splitlines()
+                   if "md5:" in line)
+    assert mv.tags["data.md5"] == dvc_md5
+    assert mv.tags["precision"] in ("fp32", "bf16", "fp16")
+    assert {a for a in client.get_registered_model("digits-classifier").aliases} == {"champion", "challenger"}
+    parent = client.get_run(mv.tags["mlflow.parent_run_id"])
+    assert parent.data.params["train.hidden_size"] == "128"
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["precision"] for c in children) == ["bf16", "fp16", "fp32"]
+    for c in children:
+        assert c.data.metrics["train.samples_per_s"] > 0 and c.data.metrics["train.peak_memory_mb"] > 0
+
+
+def test_champion_scores_the_test_split(first_run, env, project):
+    assert first_run.returncode == 0
+    from pipeline.data import load_dataset, split_dataset
+
+    sp = split_dataset(load_dataset(project / "data"), 0.2, 0)
+    model = mlflow.pyfunc.load_model("models:/digits-classifier@champion")
+    frame = pd.DataFrame(sp.x_test, columns=list(sp.feature_columns))
+    predicted = model.predict(frame)
+    accuracy = (predicted == sp.y_test).mean()
+    assert accuracy >= 0.95, accuracy
+
+
+def test_predict_command_writes_labels(first_run, env, project, tmp_path):
+    assert first_run.returncode == 0
+    out = tmp_path / "pred.csv"
+    r = mpops(project, env, "predict", "--input", str(project / "data" / "digits.csv"), "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    scored = pd.read_csv(out)
+    assert len(scored) == 1797 and (scored["prediction"] == scored["label"]).mean() > 0.95
+
+
+def test_gate_failure_exits_4_and_leaves_champion(first_run, env, project):
+    assert first_run.returncode == 0
+    before = client_for(env).get_model_version_by_alias("digits-classifier", "champion").version
+    r = mpops(project, env, "run", "--precisions", "fp32", "--set", "gate.min_accuracy=0.999",
+              "--set", "train.epochs=1", "--set", "train.hidden_size=32")
+    assert r.returncode == 4, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stderr.startswith("error: no candidate passed the gates")
+    assert len(versions(env)) == 1
+    assert client_for(env).get_model_version_by_alias("digits-classifier", "champion").version == before

@@ -1,0 +1,58 @@
+import pytest
+
+from pipeline.config import Config, load_config, with_precisions
+from pipeline.errors import ConfigError
+
+
+def test_defaults_are_valid():
+    cfg = load_config()
+    assert cfg == Config()
+    assert cfg.precisions == ("fp32", "bf16", "fp16")
+
+
+def test_set_overrides_are_typed():
+    cfg = load_config(overrides=["train.epochs=3", "train.lr=0.01", "gate.min_speedup=1.5", "precisions=fp32,bf16"])
+    assert cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
+    assert cfg.train.lr == 0.01
+    assert cfg.gate.min_speedup == 1.5
+    assert cfg.precisions == ("fp32", "bf16")
+
+
+def test_yaml_file_then_set(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  epochs: 4\nregistry:\n  model_name: other\n")
+    cfg = load_config(f, ["train.epochs=6"])
+    assert cfg.train.epochs == 6 and cfg.registry.model_name == "other"
+
+
+@pytest.mark.parametrize("override, words", [
+    (["train.epochz=3"], "unknown key 'train.epochz'"),
+    (["train.epochs=three"], "train.epochs must be int"),
+    (["train.epochs=0"], "train.epochs must be positive"),
+    (["precisions=fp32,int4"], "unknown precision 'int4'"),
+    (["gate.min_accuracy=2"], "gate.min_accuracy"),
+    (["noequals"], "key=value"),
+])
+def test_bad_config_names_the_problem(override, words):
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("(", r"\(")):
+        load_config(overrides=override)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_with_precisions_validates():
+    assert with_precisions(Config(), "fp32, fp16").precisions == ("fp32", "fp16")
+    with pytest.raises(ConfigError):
+        with_precisions(Config(), "fp32,fp64")
+
+
+def test_flat_dict_is_dotted():
+    flat = Config().as_flat_dict()
+    assert flat["train.lr"] == 3e-3 and flat["gate.min_speedup"] == 1.0 and flat["precisions"] == "fp32,bf16,fp16"
