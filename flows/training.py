@@ -6,12 +6,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 
 from pipeline import data as data_stage
 from pipeline import registry
 from pipeline.config import Config
 from pipeline.evaluate import EvalResult, evaluate
-from pipeline.errors import DataValidationError, GateFailed
+from pipeline.errors import DataValidationError, GateFailed, MpopsError
 from pipeline.gate import CandidateMetrics, GateReport, gate
 from pipeline.precision import make_policy, resolve_device
 from pipeline.provenance import Provenance, collect_provenance
@@ -31,10 +32,19 @@ class RunOutcome:
     registration: Registration
 
 
+def _user_error_as_state(fn, *args):
+    """A user error (bad data, bad suite) ends the task or flow as Failed with its message as the
+    state message, without Prefect logging a traceback for it; `state.result()` re-raises it."""
+    try:
+        return fn(*args)
+    except MpopsError as e:
+        return Failed(message=str(e), data=e)
+
+
 @task(name="load-data", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
       retry_condition_fn=lambda t, r, s: not isinstance(s.result(raise_on_failure=False), DataValidationError))
 def load_data(cfg: Config) -> data_stage.Dataset:
-    return data_stage.load_dataset(cfg.data.path, cfg.data.label_column)
+    return _user_error_as_state(data_stage.load_dataset, cfg.data.path, cfg.data.label_column)
 
 
 @task(name="collect-provenance", cache_policy=NO_CACHE)
@@ -44,7 +54,7 @@ def provenance(root: Path, ds: data_stage.Dataset) -> Provenance:
 
 @task(name="validate-data", cache_policy=NO_CACHE)
 def validate(cfg: Config, root: Path, ds: data_stage.Dataset) -> ValidationReport:
-    return validate_frame(ds.frame, root / cfg.validation.suite)
+    return _user_error_as_state(validate_frame, ds.frame, root / cfg.validation.suite)
 
 
 @task(name="split-data", cache_policy=NO_CACHE)
@@ -83,16 +93,21 @@ def register_model(cfg: Config, run_id: str, parent_id: str, result: TrainResult
 
 
 @flow(name="mpops-training", log_prints=True)
-def training_flow(cfg: Config, root: Path) -> RunOutcome:
+def training_flow(cfg: Config, root: Path) -> RunOutcome | State:
+    return _user_error_as_state(_training, cfg, root)
+
+
+def _training(cfg: Config, root: Path) -> RunOutcome:
     logger = get_run_logger()
-    ds = load_data(cfg)
+    # return_state + result(): a task that ended Failed with a user error re-raises it here.
+    ds = load_data(cfg, return_state=True).result()
     prov = provenance(root, ds)
     parent_id = registry.start_run(cfg.registry.experiment, "pipeline", artifact_location(root),
                                    tags=prov.as_tags())
     ok = False
     try:
         registry.log_values(parent_id, params=cfg.as_flat_dict())
-        report = validate(cfg, root, ds)
+        report = validate(cfg, root, ds, return_state=True).result()
         registry.log_text(parent_id, report.to_json(), "validation/report.json")
         registry.log_values(parent_id, tags={"validation.passed": str(report.passed).lower()},
                             metrics={"validation.failed_checks": len(report.failed)})

@@ -53,8 +53,12 @@ def predict_file(model_uri: str, input_path: str, output_path: str, label_column
     missing = [c for c in model.metadata.get_input_schema().input_names() if c not in features]
     if missing:
         raise DataValidationError(f"predict: {input_path} lacks feature columns the model needs: {missing[:5]}")
+    try:
+        x = frame[features].astype("float64")  # the signature's type: MLflow refuses int -> float silently
+    except (TypeError, ValueError) as e:
+        raise DataValidationError(f"predict: {input_path} has non-numeric feature values ({e})") from None
     out = frame.copy()
-    out["prediction"] = model.predict(frame[features])
+    out["prediction"] = model.predict(x)
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     if output_path.endswith((".parquet", ".pq")):
         out.to_parquet(output_path, index=False)

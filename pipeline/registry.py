@@ -89,7 +89,8 @@ def _log_model(run_id: str, result: TrainResult, split: Split) -> str:
 
     meta = {"precision": result.precision, "spec": asdict(result.spec),
             "feature_columns": list(split.feature_columns), "classes": [c for c in split.classes]}
-    example = pd.DataFrame(split.x_test[:5], columns=list(split.feature_columns))
+    # float64 in the signature: MLflow then accepts int and float inputs alike (int -> float32 it refuses).
+    example = pd.DataFrame(split.x_test[:5].astype("float64"), columns=list(split.feature_columns))
     preds = [split.classes[i] for i in predict_indices(result.model, split.x_test[:5], result.policy)]
     with tempfile.TemporaryDirectory() as tmp:
         weights, meta_file = Path(tmp) / "weights.pt", Path(tmp) / "meta.json"
