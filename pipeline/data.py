@@ -109,6 +109,16 @@ def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True)
 
 
+def _pinned_and_actual_md5(root: Path) -> tuple[str, str]:
+    """The md5 data.dvc records for data/, and DVC's hash of data/ as it is on disk (no cache needed)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        out = repo.stage.load_one(str(root / "data.dvc")).outs[0]
+        actual = out.get_hash().value if (root / "data").is_dir() else ""
+        return out.hash_info.value, actual
+
+
 def restore_bundled_data(root: str | Path = ".") -> str:
     """`dvc pull` when the remote has data/, else rebuild from scikit-learn and check it against data.dvc.
 
@@ -118,20 +128,25 @@ def restore_bundled_data(root: str | Path = ".") -> str:
     root = Path(root).resolve()
     if not (root / "data.dvc").is_file():
         raise MpopsError(f"data.dvc not found in {root}; run from the project root")
-    if _dvc("status", "--json", "data.dvc", cwd=root).stdout.strip() in ("{}", "") and (root / "data").is_dir():
-        return "present"
-    pulled = _dvc("pull", "data.dvc", cwd=root)
-    if pulled.returncode == 0 and (root / "data" / BUNDLED_FILE).is_file():
-        return "dvc pull"
-    write_bundled_digits(root / "data")
-    status = _dvc("status", "--json", "data.dvc", cwd=root)
-    if status.returncode != 0 or status.stdout.strip() != "{}":
+    pinned, actual = _pinned_and_actual_md5(root)
+    if actual == pinned:
+        return f"present, md5 {pinned} as pinned by data.dvc"
+    if actual:
         raise DataValidationError(
-            "data: the digits set rebuilt from scikit-learn does not match the md5 in data.dvc; "
-            "do not commit it: pull the pinned data from the DVC remote or ask who changed data.dvc",
-            detail=status.stdout + status.stderr,
+            f"data: data/ differs from data.dvc (md5 {actual}, pinned {pinned}); "
+            "`dvc checkout` restores the pinned copy, `dvc add data` pins the new one"
         )
-    # Cache and push the verified copy so the next clone can `dvc pull` it.
+    pulled = _dvc("pull", "data.dvc", cwd=root)
+    if pulled.returncode == 0 and _pinned_and_actual_md5(root)[1] == pinned:
+        return f"dvc pull, md5 {pinned}"
+    write_bundled_digits(root / "data")
+    actual = _pinned_and_actual_md5(root)[1]
+    if actual != pinned:
+        raise DataValidationError(
+            f"data: the digits set rebuilt from scikit-learn has md5 {actual}, but data.dvc pins {pinned}; "
+            "pull the pinned data from the DVC remote (`dvc pull`) or ask who changed data.dvc"
+        )
+    # Cache and push the verified copy so the next restore can `dvc pull` it.
     _dvc("commit", "--force", "data.dvc", cwd=root)
     _dvc("push", "data.dvc", cwd=root)
-    return "rebuilt from scikit-learn (md5 matches data.dvc)"
+    return f"rebuilt from scikit-learn, md5 {pinned} matches data.dvc"

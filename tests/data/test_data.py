@@ -1,4 +1,6 @@
 import hashlib
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -60,3 +62,48 @@ def test_split_column_is_honoured(tmp_path, digits_frame):
     frame.to_csv(tmp_path / "s.csv", index=False)
     sp = split_dataset(load_dataset(tmp_path / "s.csv"), 0.2, 0)
     assert len(sp.y_test) == 297 and "split" not in sp.feature_columns
+
+
+@pytest.fixture()
+def dvc_project(tmp_path):
+    """A copy of the DVC pointer and config, without data/ or a filled remote: a fresh clone."""
+    from tests.conftest import ROOT
+
+    proj = tmp_path / "p"
+    proj.mkdir()
+    for name in ("data.dvc", "pyproject.toml", ".dvcignore"):
+        shutil.copy(ROOT / name, proj / name)
+    shutil.copytree(ROOT / ".dvc", proj / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
+    return proj
+
+
+@pytest.mark.slow
+def test_restore_rebuilds_and_verifies_then_pulls(dvc_project):
+    from pipeline.data import restore_bundled_data
+
+    assert restore_bundled_data(dvc_project).startswith("rebuilt from scikit-learn")
+    assert restore_bundled_data(dvc_project).startswith("present")
+    shutil.rmtree(dvc_project / "data")
+    assert restore_bundled_data(dvc_project).startswith("dvc pull")  # the rebuild was pushed to the remote
+
+
+@pytest.mark.slow
+def test_restore_refuses_data_that_differs(dvc_project):
+    from pipeline.data import restore_bundled_data
+
+    restore_bundled_data(dvc_project)
+    with open(dvc_project / "data" / "digits.csv", "a") as fh:
+        fh.write("0," * 64 + "3\n")
+    with pytest.raises(DataValidationError, match="data/ differs from data.dvc"):
+        restore_bundled_data(dvc_project)
+
+
+@pytest.mark.slow
+def test_restore_refuses_a_rebuild_that_does_not_match(dvc_project):
+    from pipeline.data import restore_bundled_data
+
+    pointer = dvc_project / "data.dvc"
+    pointer.write_text(pointer.read_text().replace("299f4718bea7d8a0450908337313d810", "0" * 32))
+    with pytest.raises(DataValidationError, match="but data.dvc pins 0000"):
+        restore_bundled_data(dvc_project)
