@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from pipeline.errors import ConfigError, MpopsError
+from pipeline.errors import MpopsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train in mixed precision, gate against fp32, register in MLflow.")
@@ -45,8 +45,6 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     from pipeline.summary import summary_table, what_it_bought
 
     root, cfg = _config(config, data, set_, precisions)
-    if "fp32" not in cfg.precisions:
-        raise ConfigError("precisions must include fp32: every candidate is gated against the fp32 baseline")
     uri = setup_tracking(root)
     from flows.training import training_flow
 

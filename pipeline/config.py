@@ -156,6 +156,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"config: unknown precision {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
     if not cfg.precisions:
         raise ConfigError("config: precisions is empty; give at least fp32")
+    if "fp32" not in cfg.precisions:
+        raise ConfigError("config: precisions must include fp32: every candidate is gated against the fp32 baseline")
     if len(set(cfg.precisions)) != len(cfg.precisions):
         raise ConfigError("config: precisions lists a precision twice")
     checks = [

@@ -11,6 +11,7 @@ import mlflow
 import pandas as pd
 import torch
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
@@ -50,8 +51,6 @@ def end_run(run_id: str, ok: bool) -> None:
 
 def log_values(run_id: str, params: dict | None = None, metrics: dict | None = None,
                tags: dict | None = None) -> None:
-    from mlflow.entities import Metric, Param, RunTag
-
     now = mlflow.utils.time.get_current_time_millis()
     MlflowClient().log_batch(
         run_id,
@@ -76,11 +75,9 @@ def log_training(run_id: str, result: TrainResult, ev: EvalResult, classes: tupl
     log_values(run_id, metrics=metrics, tags=result.policy.tags,
                params={"model.parameters": sum(p.numel() for p in result.model.parameters()),
                        "model.flops_per_sample": result.spec.flops_per_sample, "train.steps": result.steps})
-    client, now = MlflowClient(), mlflow.utils.time.get_current_time_millis()
-    from mlflow.entities import Metric
-
-    client.log_batch(run_id, metrics=[Metric("train.epoch_loss", loss, now, epoch)
-                                      for epoch, loss in enumerate(result.epoch_losses) if math.isfinite(loss)])
+    now = mlflow.utils.time.get_current_time_millis()
+    MlflowClient().log_batch(run_id, metrics=[Metric("train.epoch_loss", loss, now, epoch)
+                                              for epoch, loss in enumerate(result.epoch_losses) if math.isfinite(loss)])
 
 
 def _log_model(run_id: str, result: TrainResult, split: Split) -> str:

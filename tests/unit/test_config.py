@@ -56,3 +56,8 @@ def test_with_precisions_validates():
 def test_flat_dict_is_dotted():
     flat = Config().as_flat_dict()
     assert flat["train.lr"] == 3e-3 and flat["gate.min_speedup"] == 1.0 and flat["precisions"] == "fp32,bf16,fp16"
+
+
+def test_fp32_baseline_is_required():
+    with pytest.raises(ConfigError, match="must include fp32"):
+        load_config(overrides=["precisions=bf16,fp16"])
