@@ -59,7 +59,7 @@ def validate(cfg: Config, root: Path, ds: data_stage.Dataset) -> ValidationRepor
 
 @task(name="split-data", cache_policy=NO_CACHE)
 def split(cfg: Config, ds: data_stage.Dataset) -> data_stage.Split:
-    return data_stage.split_dataset(ds, cfg.data.test_size, cfg.data.split_seed)
+    return _user_error_as_state(data_stage.split_dataset, ds, cfg.data.test_size, cfg.data.split_seed)
 
 
 @task(name="train-precision", cache_policy=NO_CACHE)
@@ -112,7 +112,7 @@ def _training(cfg: Config, root: Path) -> RunOutcome:
         registry.log_values(parent_id, tags={"validation.passed": str(report.passed).lower()},
                             metrics={"validation.failed_checks": len(report.failed)})
         report.raise_if_failed()
-        sp = split(cfg, ds)
+        sp = split(cfg, ds, return_state=True).result()
         trained = [train_precision(cfg, sp, p, parent_id, root) for p in cfg.precisions]
         results, evals = [t[0] for t in trained], [t[1] for t in trained]
         verdicts = gate_candidates(cfg, results, evals)

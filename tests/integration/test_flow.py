@@ -50,3 +50,14 @@ def test_flow_fails_on_bad_data_with_the_reason(prefect_harness, tracking_store,
     assert state.is_failed()
     with pytest.raises(DataValidationError, match="label: column values to be in set"):
         state.result()
+
+
+def test_bad_split_column_fails_as_a_data_error(prefect_harness, tracking_store, tmp_path, digits_frame):
+    from flows.training import training_flow
+
+    digits_frame.assign(split="train").to_csv(tmp_path / "nosplit.csv", index=False)
+    cfg = with_data_path(load_config(overrides=TINY), str(tmp_path / "nosplit.csv"))
+    state = training_flow(cfg, ROOT, return_state=True)
+    assert state.is_failed() and "split column" in state.message
+    with pytest.raises(DataValidationError, match="split column must mark some rows"):
+        state.result()
