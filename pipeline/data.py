@@ -50,8 +50,10 @@ def _read_file(path: Path) -> pd.DataFrame:
         ) from None
 
 
-def load_dataset(path: str | Path, label_column: str = "label") -> Dataset:
-    """Read one file or every CSV/Parquet file of a folder; unreadable or empty data is exit 3."""
+def load_dataset(path: str | Path, label_column: str = "label", require_label: bool = True) -> Dataset:
+    """Read one file or every CSV/Parquet file of a folder; unreadable or empty data is exit 3.
+
+    `require_label=False` is for scoring, where the label column is optional."""
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in SUFFIXES)
@@ -66,7 +68,7 @@ def load_dataset(path: str | Path, label_column: str = "label") -> Dataset:
     frame = pd.concat([_read_file(f) for f in files], ignore_index=True)
     if frame.empty:
         raise DataValidationError(f"data: {p} holds no rows")
-    if label_column not in frame.columns:
+    if require_label and label_column not in frame.columns:
         raise DataValidationError(
             f"data: label column {label_column!r} missing from {p}; set data.label_column to the label's name"
         )

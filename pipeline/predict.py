@@ -43,12 +43,7 @@ def predict_file(model_uri: str, input_path: str, output_path: str, label_column
     except Exception as e:  # MLflow raises several types for a missing model or alias
         raise MpopsError(f"predict: cannot load {model_uri} ({str(e).splitlines()[0]}); "
                          "run `mpops run` first or pass --model-uri") from None
-    try:
-        frame = load_dataset(input_path, label_column=label_column).frame
-    except DataValidationError as e:
-        if "label column" not in str(e):
-            raise
-        frame = pd.read_csv(input_path) if input_path.endswith(".csv") else pd.read_parquet(input_path)
+    frame = load_dataset(input_path, label_column=label_column, require_label=False).frame
     features = [c for c in frame.columns if c not in (label_column, "split")]
     missing = [c for c in model.metadata.get_input_schema().input_names() if c not in features]
     if missing:

@@ -42,6 +42,11 @@ def test_unreadable_data_is_a_validation_error(tmp_path, content, suffix, words)
         load_dataset(p)
 
 
+def test_label_is_optional_for_scoring(tmp_path):
+    (tmp_path / "x.csv").write_text("pixel_0,pixel_1\n1,2\n")
+    assert load_dataset(tmp_path / "x.csv", require_label=False).feature_columns == ("pixel_0", "pixel_1")
+
+
 def test_missing_path(tmp_path):
     with pytest.raises(DataValidationError, match="does not exist"):
         load_dataset(tmp_path / "nothing.csv")

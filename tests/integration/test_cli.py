@@ -150,6 +150,12 @@ def test_predict_command_writes_labels(first_run, env, project, tmp_path):
     assert r.returncode == 0, r.stderr
     scored = pd.read_csv(out)
     assert len(scored) == 1797 and (scored["prediction"] == scored["label"]).mean() > 0.95
+    # Unlabelled input is what scoring usually gets.
+    scored.drop(columns=["label", "prediction"]).to_parquet(tmp_path / "unlabelled.parquet", index=False)
+    r = mpops(project, env, "predict", "--input", str(tmp_path / "unlabelled.parquet"),
+              "--output", str(tmp_path / "p2.csv"))
+    assert r.returncode == 0, r.stderr
+    assert pd.read_csv(tmp_path / "p2.csv")["prediction"].tolist() == scored["prediction"].tolist()
 
 
 def test_gate_failure_exits_4_and_leaves_champion(first_run, env, project):
