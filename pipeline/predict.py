@@ -49,7 +49,7 @@ def predict_file(model_uri: str, input_path: str, output_path: str, label_column
     if missing:
         raise DataValidationError(f"predict: {input_path} lacks feature columns the model needs: {missing[:5]}")
     try:
-        x = frame[features].astype("float64")  # the signature's type: MLflow refuses int -> float silently
+        x = frame[features].astype("float64")  # the signature's type; MLflow's schema check refuses int columns
     except (TypeError, ValueError) as e:
         raise DataValidationError(f"predict: {input_path} has non-numeric feature values ({e})") from None
     out = frame.copy()

@@ -30,17 +30,35 @@ def digits_csv(tmp_path, digits_frame) -> Path:
     return path
 
 
-@pytest.fixture()
-def tracking_store(tmp_path, monkeypatch) -> str:
-    """A private SQLite tracking store, so tests never touch the project's mlruns/."""
+def _use_store(uri: str) -> None:
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_store(tmp_path_factory):
+    """No test may fall back to MLflow's default store (./mlflow.db in the working folder)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'session.db'}"
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    _use_store(uri)
     yield uri
-    mlflow.set_tracking_uri(None)
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@pytest.fixture()
+def tracking_store(tmp_path, monkeypatch, session_store) -> str:
+    """A private SQLite tracking store, so tests never touch the project's mlruns/."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    _use_store(uri)
+    yield uri
+    _use_store(session_store)
 
 
 @pytest.fixture(scope="session")
