@@ -61,15 +61,43 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
 @app.command()
 def validate(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
              set_: list[str] = typer.Option([], "--set")) -> None:
-    """Run only the data validation stage."""
+    """Run only the data validation stage; the report goes to validation.report_dir."""
     from pipeline.data import load_dataset
-    from pipeline.validate import validate_frame
+    from pipeline.validate import validate_frame, write_report
 
     root, cfg = _config(config, data, set_)
     ds = load_dataset(cfg.data.path, cfg.data.label_column)
-    report = validate_frame(ds.frame, root / cfg.validation.suite)
-    report.raise_if_failed()
-    out.print(f"data validation passed: {len(report.checks)} checks on {report.rows} rows ({report.suite})")
+    report = validate_frame(ds.frame, root / cfg.validation.suite, cfg.validation, cfg.data)
+    paths = write_report(report, root / cfg.validation.report_dir)
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    report.raise_if_failed(where=str(paths["report"].parent))
+    out.print(f"data validation passed: {len(report.checks)} checks on {report.rows} rows ({report.suite}), "
+              f"{len(report.warnings)} warning(s); report {paths['report']}, Data Docs {paths['data_docs']}, "
+              f"label suspects {paths['label_issues']} ({len(report.label_suspects)} rows)", markup=False)
+
+
+expectations_app = typer.Typer(no_args_is_help=True, help="Great Expectations suites under expectations/.")
+app.add_typer(expectations_app, name="expectations")
+
+
+@expectations_app.command("init")
+def expectations_init(data: str = typer.Option(..., "--data", help="a trusted reference CSV/Parquet file or folder"),
+                      name: str = typer.Option(..., "--name", help="suite name; writes expectations/NAME.json"),
+                      label: Optional[str] = typer.Option(None, "--label", help="label column (default: config)"),
+                      force: bool = typer.Option(False, "--force", help="overwrite an existing suite"),
+                      config: Optional[Path] = ConfigOpt) -> None:
+    """Write a suite (schema, ranges, label set, class shares) inferred from a reference file, for review."""
+    from pipeline.data import load_dataset
+    from pipeline.suite import infer_suite, write_suite
+
+    root, cfg = _config(config, data, [])
+    label_column = label or cfg.data.label_column
+    ds = load_dataset(cfg.data.path, label_column)
+    suite = infer_suite(ds.frame, name, label_column, data)
+    path = write_suite(suite, root / "expectations", force)
+    out.print(f"wrote {path} ({len(suite['expectations'])} expectations from {len(ds.frame)} rows); review it, "
+              f"then point validation.suite at it and commit it", markup=False)
 
 
 @app.command()
@@ -98,12 +126,12 @@ def restore_data() -> None:
     out.print(f"data/: {how}")
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> None:
     from pipeline.setup import disable_telemetry
 
     disable_telemetry()
     try:
-        app(standalone_mode=False)
+        app(args=argv, standalone_mode=False)
     except MpopsError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         if e.detail:

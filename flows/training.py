@@ -20,7 +20,7 @@ from pipeline.registry import Registration
 from pipeline.setup import artifact_location
 from pipeline.summary import what_it_bought
 from pipeline.train import TrainResult, train
-from pipeline.validate import ValidationReport, validate_frame
+from pipeline.validate import ValidationReport, validate_frame, write_report
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,21 @@ def provenance(root: Path, ds: data_stage.Dataset) -> Provenance:
 
 @task(name="validate-data", cache_policy=NO_CACHE)
 def validate(cfg: Config, root: Path, ds: data_stage.Dataset) -> ValidationReport:
-    return _user_error_as_state(validate_frame, ds.frame, root / cfg.validation.suite)
+    return _user_error_as_state(validate_frame, ds.frame, root / cfg.validation.suite, cfg.validation, cfg.data)
+
+
+@task(name="write-validation-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def write_validation_report(cfg: Config, root: Path, report: ValidationReport, parent_id: str) -> Path:
+    folder = write_report(report, root / cfg.validation.report_dir)["report"].parent
+    registry.log_artifacts(parent_id, folder, "validation")
+    registry.log_values(parent_id, tags={"validation.passed": str(report.passed).lower(),
+                                         "validation.failed": ", ".join(c.name for c in report.failed)[:5000]},
+                        metrics={"validation.failed_checks": len(report.failed),
+                                 "validation.warnings": len(report.warnings),
+                                 "validation.label_suspects": len(report.label_suspects)})
+    for warning in report.warnings:
+        get_run_logger().warning("validation: %s", warning)
+    return folder
 
 
 @task(name="split-data", cache_policy=NO_CACHE)
@@ -108,10 +122,7 @@ def _training(cfg: Config, root: Path) -> RunOutcome:
     try:
         registry.log_values(parent_id, params=cfg.as_flat_dict())
         report = validate(cfg, root, ds, return_state=True).result()
-        registry.log_text(parent_id, report.to_json(), "validation/report.json")
-        registry.log_values(parent_id, tags={"validation.passed": str(report.passed).lower()},
-                            metrics={"validation.failed_checks": len(report.failed)})
-        report.raise_if_failed()
+        report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
         sp = split(cfg, ds, return_state=True).result()
         trained = [train_precision(cfg, sp, p, parent_id, root) for p in cfg.precisions]
         results, evals = [t[0] for t in trained], [t[1] for t in trained]

@@ -23,7 +23,21 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ValidationConfig:
+    """The dataset contract lives in the suite; the thresholds of the data-quality checks live here."""
+
     suite: str = "expectations/digits.json"
+    report_dir: str = "out/validation"  # report.json, data_docs.html, label_issues.csv; relative to the project
+    min_class_count: int = 10
+    max_imbalance_ratio: float = 10.0  # majority/minority rows
+    min_class_share: float = 0.02
+    max_test_overlap: float = 0.0  # share of test rows whose features also occur in train
+    max_conflicting_rows: int = 0  # rows whose identical features carry different labels
+    max_target_leakage: float = 0.95  # balanced accuracy of the best single feature
+    max_label_error_rate: float = 0.05  # cleanlab's estimate
+    label_error_max_rows: int = 20000  # above it, a random subsample (the report says so)
+    label_error_folds: int = 5
+    fail_on_pii: bool = True
+    warn_fraction: float = 0.8  # warn once a value is this close to its threshold
 
 
 @dataclass(frozen=True)
@@ -174,10 +188,24 @@ def validate_config(cfg: Config) -> None:
         (cfg.gate.min_speedup > 0, "gate.min_speedup must be positive"),
         (0.0 <= cfg.gate.min_accuracy <= 1.0, "gate.min_accuracy must be between 0 and 1"),
         (bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty"),
+        *_validation_checks(cfg.validation),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"config: {message}")
+
+
+def _validation_checks(v: ValidationConfig) -> list[tuple[bool, str]]:
+    return [
+        (v.min_class_count >= 1, "validation.min_class_count must be 1 or more"),
+        (v.max_imbalance_ratio >= 1.0, "validation.max_imbalance_ratio must be 1 or more"),
+        *[(0.0 <= getattr(v, k) <= 1.0, f"validation.{k} must be between 0 and 1")
+          for k in ("min_class_share", "max_test_overlap", "max_target_leakage", "max_label_error_rate")],
+        (v.max_conflicting_rows >= 0, "validation.max_conflicting_rows must be 0 or more"),
+        (v.label_error_max_rows >= 100, "validation.label_error_max_rows must be 100 or more"),
+        (v.label_error_folds >= 2, "validation.label_error_folds must be 2 or more"),
+        (0.0 < v.warn_fraction <= 1.0, "validation.warn_fraction must be in (0, 1]"),
+    ]
 
 
 def with_precisions(cfg: Config, precisions: str) -> Config:

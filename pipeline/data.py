@@ -83,14 +83,30 @@ def split_dataset(ds: Dataset, test_size: float, seed: int) -> Split:
     index = {c: i for i, c in enumerate(classes)}
     y = frame[ds.label_column].map(index).to_numpy(dtype=np.int64)
     x = frame[features].to_numpy(dtype=np.float32)
-    if SPLIT_COLUMN in frame.columns:
-        is_test = (frame[SPLIT_COLUMN] == "test").to_numpy()
-        if not is_test.any() or is_test.all():
-            raise DataValidationError("data: the split column must mark some rows, not all, as test")
-        tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-    else:
-        tr, te = train_test_split(np.arange(len(frame)), test_size=test_size, random_state=seed, stratify=y)
+    is_test = (assign_split(frame, ds.label_column, test_size, seed) == "test").to_numpy()
+    if not is_test.any() or is_test.all():
+        raise DataValidationError("data: the split column must mark some rows, not all, as test")
+    tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     return Split(x[tr], y[tr], x[te], y[te], classes, tuple(features))
+
+
+def assign_split(frame: pd.DataFrame, label_column: str, test_size: float, seed: int) -> pd.Series:
+    """`train`/`val`/`test` per row: the data's own `split` column, else the stratified split training uses.
+
+    Validation checks leakage on exactly the split that training will see. Labels that cannot
+    stratify (nulls, a class of one row) fall back to an unstratified split: validation reports
+    them, and training never starts on such data.
+    """
+    if SPLIT_COLUMN in frame.columns:
+        return frame[SPLIT_COLUMN]
+    rows = np.arange(len(frame))
+    try:
+        _, te = train_test_split(rows, test_size=test_size, random_state=seed, stratify=frame[label_column])
+    except (ValueError, TypeError):
+        _, te = train_test_split(rows, test_size=test_size, random_state=seed)
+    split = np.full(len(frame), "train", dtype=object)
+    split[te] = "test"
+    return pd.Series(split, index=frame.index, name=SPLIT_COLUMN)
 
 
 def write_bundled_digits(folder: str | Path) -> Path:

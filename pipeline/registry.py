@@ -64,6 +64,10 @@ def log_text(run_id: str, text: str, artifact_file: str) -> None:
     MlflowClient().log_text(run_id, text, artifact_file)
 
 
+def log_artifacts(run_id: str, folder: str | Path, artifact_path: str) -> None:
+    MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
+
+
 def log_training(run_id: str, result: TrainResult, ev: EvalResult, classes: tuple) -> None:
     metrics = {
         "train.samples_per_s": result.samples_per_s, "train.peak_memory_mb": result.peak_memory_bytes / 2**20,

@@ -1,18 +1,26 @@
-"""Data validation with a Great Expectations suite stored under expectations/.
+"""Data validation: the dataset's Great Expectations suite plus mpops' data-quality checks, in one GE run.
 
-Each expectation becomes one named `CheckResult`; later checks (leakage, label errors, PII)
-add expectations to the suite and so land in the same report.
+The suite under expectations/ is the dataset contract (schema, types, ranges, label set, class
+shares; `mpops expectations init` writes one). The checks whose thresholds live in the config
+(labels, imbalance, leakage, target leakage, label errors, PII) are appended to it as custom
+expectations (pipeline.expectations), so every result lands in one GE validation result, one
+report and one Data Docs page.
 """
 from __future__ import annotations
 
+import csv
+import html as html_lib
 import json
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pipeline.config import DataConfig, ValidationConfig
+from pipeline.data import SPLIT_COLUMN, assign_split
 from pipeline.errors import ConfigError, DataValidationError
 
 
@@ -21,7 +29,10 @@ class CheckResult:
     name: str
     passed: bool
     observed: str
-    expected: str
+    threshold: str
+    message: str
+    warning: str | None = None
+    detail: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,9 @@ class ValidationReport:
     suite: str
     rows: int
     checks: tuple[CheckResult, ...]
+    # (frame index, given label, suggested label, label quality): written to label_issues.csv
+    label_suspects: tuple[tuple, ...] = field(default=(), repr=False)
+    data_docs_html: str = field(default="", repr=False)
 
     @property
     def passed(self) -> bool:
@@ -38,81 +52,190 @@ class ValidationReport:
     def failed(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(c.warning for c in self.checks if c.warning)
+
     def to_json(self) -> str:
         return json.dumps({"suite": self.suite, "rows": self.rows, "passed": self.passed,
-                           "checks": [asdict(c) for c in self.checks]}, indent=2)
+                           "failed": [c.name for c in self.failed], "warnings": list(self.warnings),
+                           "label_suspects": len(self.label_suspects),
+                           "checks": [asdict(c) for c in self.checks]}, indent=2, default=str)
 
-    def raise_if_failed(self) -> None:
+    def raise_if_failed(self, where: str = "") -> None:
         if self.passed:
             return
-        names = "; ".join(f"{c.name} ({c.observed})" for c in self.failed)
+        names = ", ".join(dict.fromkeys(c.name for c in self.failed))
         raise DataValidationError(
-            f"data validation failed, {len(self.failed)} of {len(self.checks)} checks: {names}; "
-            f"fix the data or the suite {self.suite}",
-            detail="\n".join(f"  FAILED {c.name}: observed {c.observed}; expected {c.expected}" for c in self.failed),
+            f"data validation failed: {len(self.failed)} of {len(self.checks)} checks ({names}); "
+            f"fix the data or the suite {self.suite}" + (f"; report in {where}" if where else ""),
+            detail="\n".join(f"  {c.message}" for c in self.failed),
         )
 
 
-def load_suite(path: str | Path) -> Any:
-    """Read a suite JSON; refuse one that GE would load with expectations silently dropped."""
+def load_suite(path: str | Path, extra: list[dict] | None = None) -> Any:
+    """Read a suite JSON (plus `extra` expectations); refuse one that GE would load with some silently dropped."""
     import great_expectations as gx
+
+    import pipeline.expectations  # noqa: F401  registers mpops' expectation types before GE parses the suite
 
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"validation suite not found: {p}; set validation.suite")
+        raise ConfigError(f"validation suite not found: {p}; set validation.suite or run `mpops expectations init`")
     try:
         raw = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"validation suite {p} is not valid JSON: {e}") from None
+    expected = [*raw.get("expectations", []), *(extra or [])]
     try:
-        suite = gx.ExpectationSuite(name=raw.get("name", p.stem), expectations=raw.get("expectations", []),
-                                    meta=raw.get("meta", {}))
+        suite = gx.ExpectationSuite(name=raw.get("name", p.stem), expectations=expected, meta=raw.get("meta", {}))
     except Exception as e:  # GE raises its own error types for an unknown or malformed expectation
         raise ConfigError(f"validation suite {p} cannot be loaded: {str(e).splitlines()[0]}") from None
-    if len(suite.expectations) != len(raw.get("expectations", [])):
+    if len(suite.expectations) != len(expected):
         raise ConfigError(
-            f"validation suite {p}: {len(raw['expectations'])} expectations in the file but "
-            f"{len(suite.expectations)} loaded; an expectation type is unknown to Great Expectations"
+            f"validation suite {p}: {len(expected)} expectations in the file but {len(suite.expectations)} "
+            "loaded; an expectation type is unknown to Great Expectations"
         )
     return suite
 
 
+def quality_expectations(v: ValidationConfig, label_column: str, seed: int) -> list[dict]:
+    """The config-driven checks, as GE expectation configurations appended to the dataset's suite."""
+    common = {"label_column": label_column, "split_column": SPLIT_COLUMN}
+    return [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": label_column}},
+        {"type": "expect_table_values_to_be_finite", "kwargs": common},
+        {"type": "expect_label_classes_to_have_min_count",
+         "kwargs": {"label_column": label_column, "min_count": v.min_class_count}},
+        {"type": "expect_class_imbalance_to_be_within",
+         "kwargs": {"label_column": label_column, "max_ratio": v.max_imbalance_ratio,
+                    "min_share": v.min_class_share, "warn_fraction": v.warn_fraction}},
+        {"type": "expect_no_train_test_leakage", "kwargs": {**common, "max_test_overlap": v.max_test_overlap}},
+        {"type": "expect_no_conflicting_duplicates",
+         "kwargs": {**common, "max_conflicting_rows": v.max_conflicting_rows}},
+        {"type": "expect_no_target_leakage", "kwargs": {**common, "max_score": v.max_target_leakage}},
+        {"type": "expect_label_error_rate_to_be_below",
+         "kwargs": {**common, "max_rate": v.max_label_error_rate, "max_rows": v.label_error_max_rows,
+                    "folds": v.label_error_folds, "seed": seed, "warn_fraction": v.warn_fraction}},
+        {"type": "expect_no_pii", "kwargs": {"split_column": SPLIT_COLUMN, "fail_on_pii": v.fail_on_pii}},
+    ]
+
+
 def _check_name(config: Any) -> str:
+    from pipeline.expectations import CHECK_NAMES
+
+    if config.type in CHECK_NAMES:
+        return CHECK_NAMES[config.type]
     kind = config.type.removeprefix("expect_").replace("_", " ")
     column = config.kwargs.get("column")
     return f"{column}: {kind}" if column else kind
 
 
-def _describe(result: dict[str, Any], kwargs: dict[str, Any]) -> tuple[str, str]:
-    if "unexpected_count" in result:
-        sample = result.get("partial_unexpected_list", [])[:5]
-        observed = f"{result['unexpected_count']} rows unexpected, e.g. {sample}"
+def _short(text: Any, limit: int = 200) -> str:
+    s = str(text)
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+def _threshold(config: Any) -> str:
+    from pipeline.expectations import CHECK_NAMES
+
+    kwargs = dict(config.kwargs)
+    if config.type in CHECK_NAMES:  # GE leaves a value equal to its default out of the result's kwargs
+        expectation = config.to_domain_obj()
+        kwargs = {k: getattr(expectation, k) for k in type(expectation).success_keys}
+    return _short(", ".join(f"{k}={v}" for k, v in kwargs.items()
+                            if k not in ("column", "batch_id", "label_column", "split_column")))
+
+
+def _check(r: Any) -> CheckResult:
+    cfg, result = r.expectation_config, dict(r.result or {})
+    name = _check_name(cfg)
+    threshold = _threshold(cfg)
+    if r.exception_info and r.exception_info.get("raised_exception"):
+        observed = f"could not be evaluated: {r.exception_info.get('exception_message')}"
+        return CheckResult(name, False, observed, threshold, f"{name}: {observed}")
+    details = dict(result.get("details") or {})
+    if "message" in details:
+        message, warning = details.pop("message"), details.pop("warning", None)
+        details.pop("suspects", None)
+        return CheckResult(name, bool(r.success), str(result.get("observed_value")), threshold, message,
+                           warning, details)
+    mismatched = details.get("mismatched")
+    if mismatched:
+        observed = "; ".join(f"{k} columns {_short(v, 120)}" for k, v in mismatched.items() if v)
+    elif "unexpected_count" in result:
+        observed = f"{result['unexpected_count']} rows unexpected, e.g. {result.get('partial_unexpected_list', [])[:5]}"
     else:
-        observed = str(result.get("observed_value", "")) or "n/a"
-        if len(observed) > 200:
-            observed = observed[:200] + "..."
-    expected = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("column", "batch_id"))
-    return observed, (expected[:200] + "...") if len(expected) > 200 else expected
+        observed = _short(result.get("observed_value", "n/a"))
+    return CheckResult(name, bool(r.success), observed, threshold, f"{name}: {observed}; expected {threshold}")
 
 
-def validate_frame(frame: pd.DataFrame, suite_path: str | Path) -> ValidationReport:
-    """Run the suite on the data; the optional `split` column is checked by the split stage."""
-    frame = frame.drop(columns=["split"], errors="ignore")
+def validate_frame(frame: pd.DataFrame, suite_path: str | Path, v: ValidationConfig | None = None,
+                   data: DataConfig | None = None) -> ValidationReport:
+    """Validate the rows as training will split them: the data's `split` column, else the configured split."""
+    v, data = v or ValidationConfig(), data or DataConfig()
+    frame = frame.assign(**{SPLIT_COLUMN: assign_split(frame, data.label_column, data.test_size, data.split_seed)})
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    suite = load_suite(suite_path)
+    suite = load_suite(suite_path, quality_expectations(v, data.label_column, data.split_seed))
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas("mpops").add_dataframe_asset("input")
              .add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame}))
     result = batch.validate(suite, result_format="SUMMARY")
-    checks = []
-    for r in result.results:
-        cfg = r.expectation_config
-        observed, expected = _describe(r.result or {}, cfg.kwargs)
-        if r.exception_info and r.exception_info.get("raised_exception"):
-            observed = f"could not be evaluated: {r.exception_info.get('exception_message')}"
-        checks.append(CheckResult(_check_name(cfg), bool(r.success), observed, expected))
-    return ValidationReport(suite=str(suite_path), rows=len(frame), checks=tuple(checks))
+    suspects = next((tuple(tuple(s) for s in (r.result or {}).get("details", {}).get("suspects", []))
+                     for r in result.results if r.expectation_config.type == "expect_label_error_rate_to_be_below"),
+                    ())
+    return ValidationReport(suite=str(suite_path), rows=len(frame), checks=tuple(_check(r) for r in result.results),
+                            label_suspects=suspects, data_docs_html=offline_data_docs(result))
+
+
+# Glyphs for the status icons that Font Awesome would draw; the page must not fetch anything.
+_OFFLINE_CSS = """
+body { font-family: sans-serif; margin: 1.5em; } table { border-collapse: collapse; width: 100%; }
+td, th { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; }
+.fa-check-circle::before, .fa-check::before { content: "\\2714"; color: #1a7f37; }
+.fa-times::before, .fa-times-circle::before { content: "\\2718"; color: #cf222e; }
+.badge { font-family: monospace; font-weight: bold; } .alert-secondary { background: #eee; padding: 4px; }
+.collapse { display: block; }
+"""
+
+
+def offline_data_docs(result: Any) -> str:
+    """GE's Data Docs page for this validation, as one HTML file that loads nothing from the network."""
+    import great_expectations
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    for r in result.results:  # GE's own renderers reject numpy scalars, which its own metrics return
+        observed = (r.result or {}).get("observed_value")
+        if hasattr(observed, "item"):
+            r.result["observed_value"] = observed.item()
+    page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+    page = re.sub(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', "", page)
+    page = re.sub(r'<link[^>]*\bhref="https?://[^"]*"[^>]*>', "", page)
+    page = re.sub(r'<img[^>]*\bsrc="https?://[^"]*"[^>]*>', "", page)
+    page = re.sub(r'\b(href|action)="https?://[^"]*"', r'\1="#"', page)
+    styles = Path(great_expectations.__file__).parent / "render/view/static/styles/data_docs_default_styles.css"
+    css = (styles.read_text() if styles.is_file() else "") + _OFFLINE_CSS
+    page = page.replace("</head>", f"<style>{css}</style></head>", 1) if "</head>" in page else \
+        f"<html><head><style>{css}</style></head><body>{page}</body></html>"
+    # What is left (a logo in a stylesheet, a chart schema) would be fetched or shown as a link.
+    return re.sub(r"https?://[^\s\"'()<>]+", "", page)
+
+
+def write_report(report: ValidationReport, folder: str | Path) -> dict[str, Path]:
+    """report.json (every check), data_docs.html (GE Data Docs, offline) and label_issues.csv (cleanlab's suspects)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"report": out / "report.json", "data_docs": out / "data_docs.html", "label_issues": out / "label_issues.csv"}
+    paths["report"].write_text(report.to_json())
+    paths["data_docs"].write_text(report.data_docs_html or f"<html><body><pre>{html_lib.escape(report.to_json())}"
+                                                            "</pre></body></html>")
+    with paths["label_issues"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["row", "given_label", "suggested_label", "label_quality"])
+        writer.writerows(report.label_suspects)
+    return paths

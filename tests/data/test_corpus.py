@@ -1,0 +1,83 @@
+"""Every case of the broken-data corpus through `mpops run`: exit 3, the check named, nothing trained or registered."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from mlflow import MlflowClient
+
+from rich.console import Console
+
+from flows import cli
+from tests.data.corpus import CASES
+
+pytestmark = pytest.mark.integration
+
+FAST = ["--precisions", "fp32", "--set", "train.epochs=1", "--set", "train.hidden_size=32"]
+
+
+def _run(argv: list[str], monkeypatch) -> tuple[int, str, str]:
+    """The CLI in this process (a subprocess per case would start Prefect's server each time).
+
+    Returns the exit code and what mpops itself printed to stdout and stderr; Prefect's log lines
+    go to pytest's own capture."""
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(cli, "out", Console(file=out, width=200, soft_wrap=True))
+    monkeypatch.setattr(cli, "err", Console(file=err, width=200, soft_wrap=True))
+    try:
+        cli.main(argv)
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_broken_data_stops_the_run(case, digits_frame, tmp_path, tracking_store, prefect_harness, monkeypatch):
+    data = case.build(digits_frame, tmp_path)
+    reports = tmp_path / "reports"
+    code, _, err = _run(["run", "--data", str(data), "--set", f"validation.report_dir={reports}", *FAST],
+                        monkeypatch)
+    assert code == 3, err
+    assert err.startswith("error: ") and sum(line.startswith("error: ") for line in err.splitlines()) == 1, err
+    assert case.check in err, err
+    assert "Traceback" not in err
+
+    client = MlflowClient()
+    assert client.search_registered_models() == []
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert all(r.info.status == "FAILED" for r in runs)
+    assert not [r for r in runs if "mlflow.parentRunId" in r.data.tags], "a precision was trained"
+    if reports.exists():  # the suite ran: its report is on disk and in the parent run, failing or not
+        report = json.loads((reports / "report.json").read_text())
+        assert case.check in report["failed"] or any(case.check in c["message"] for c in report["checks"]
+                                                     if not c["passed"])
+        [parent] = runs
+        assert parent.data.tags["validation.passed"] == "false"
+        logged = {a.path for a in client.list_artifacts(parent.info.run_id, "validation")}
+        assert {"validation/report.json", "validation/data_docs.html", "validation/label_issues.csv"} <= logged
+
+
+def test_pii_values_never_reach_the_output(digits_frame, tmp_path, monkeypatch):
+    data = next(c for c in CASES if c.name == "an e-mail column").build(digits_frame, tmp_path)
+    reports = tmp_path / "reports"
+    code, out, err = _run(["validate", "--data", str(data), "--set", f"validation.report_dir={reports}"], monkeypatch)
+    assert code == 3
+    assert "column 'contact': 1797 e-mail addresses" in err
+    written = "".join(p.read_text() for p in reports.iterdir())
+    assert "@example.org" not in err + out + written
+
+
+def test_clean_data_passes_without_warnings(digits_csv, tmp_path, monkeypatch):
+    reports = tmp_path / "reports"
+    code, out, err = _run(["validate", "--data", str(digits_csv), "--set", f"validation.report_dir={reports}"],
+                          monkeypatch)
+    assert code == 0, err
+    assert "data validation passed" in out and "0 warning(s)" in out
+    assert "warning" not in err
+    report = json.loads((reports / "report.json").read_text())
+    assert report["passed"] and report["warnings"] == []
+    assert {c["name"] for c in report["checks"]} >= {"labels", "class imbalance", "train-test leakage",
+                                                       "conflicting duplicates", "target leakage", "label errors",
+                                                       "pii", "non-finite values"}
