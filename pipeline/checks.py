@@ -53,23 +53,30 @@ def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def duplicates(frame: pd.DataFrame, label_column: str, split_column: str) -> dict:
-    """Feature rows shared between splits, and identical feature rows carrying different labels."""
+    """Feature rows shared between splits, and identical feature rows carrying different labels.
+
+    Hash tables throughout (pandas isin, drop_duplicates): linear in rows, where np.isin sorts."""
     hashes = row_hashes(frame, feature_columns(frame, label_column, split_column))
     split = frame[split_column].astype("string").fillna("").to_numpy(dtype=object)
-    seen = np.isin(split, ("train", "val"))
-    test, val = split == "test", split == "val"
-    train_hashes = hashes[split == "train"]
-    pairs = pd.DataFrame({"h": hashes, "y": frame[label_column].astype("string").fillna("<null>")})
-    labels_per_row = pairs.drop_duplicates().groupby("h")["y"].size()
-    conflicting = labels_per_row[labels_per_row > 1]
+    test, val, train = split == "test", split == "val", split == "train"
+    seen = train | val
+
+    def found_in(rows: np.ndarray, reference: np.ndarray) -> int:
+        return int(pd.Series(hashes[rows]).isin(hashes[reference]).sum())
+
+    codes = pd.Series(pd.factorize(frame[label_column])[0])  # a null label is code -1: one more label value
+    by_row = codes.groupby(hashes, sort=False)
+    spread = by_row.max() - by_row.min()  # > 0: one feature row, two labels
+    conflicting = spread[spread > 0]
     return {
+        "rows": len(frame),
         "test_rows": int(test.sum()),
-        "test_in_train": int(np.isin(hashes[test], hashes[seen]).sum()),
+        "test_in_train": found_in(test, seen),
         "val_rows": int(val.sum()),
-        "val_in_train": int(np.isin(hashes[val], train_hashes).sum()),
+        "val_in_train": found_in(val, train),
         "duplicate_rows": int(pd.Series(hashes).duplicated(keep=False).sum()),
         "conflicting_groups": int(len(conflicting)),
-        "conflicting_rows": int(np.isin(hashes, conflicting.index.to_numpy()).sum()),
+        "conflicting_rows": int(pd.Series(hashes).isin(conflicting.index).sum()),
     }
 
 
@@ -96,7 +103,9 @@ def target_leakage(frame: pd.DataFrame, label_column: str, split_column: str, ma
     y, classes = pd.factorize(labels)
     split = frame[split_column].astype("string").fillna("").to_numpy(dtype=object)
     held_out = (split == "test") & known
-    fit = (split != "test") & known
+    if held_out.sum() == 0 or held_out.sum() == known.sum():  # no usable test split: every other row
+        held_out = known & (np.cumsum(known) % 2 == 0)
+    fit = known & ~held_out
     if held_out.sum() == 0 or fit.sum() == 0 or len(classes) < 2:
         return {"best_feature": None, "best_score": float("nan"), "scores": {}, "chance": float("nan")}
     k, rng, scores = len(classes), np.random.default_rng(0), {}
@@ -130,14 +139,18 @@ def label_issues(frame: pd.DataFrame, label_column: str, split_column: str, max_
     subsampled = total > max_rows
     if subsampled:
         rows = rows.sample(n=max_rows, random_state=seed)
+    # A class too small to cross-validate is the labels check's finding; leave its rows out here.
+    sizes = rows[label_column].map(rows[label_column].value_counts())
+    rows = rows[sizes >= min(folds, 5)]
     y, classes = pd.factorize(rows[label_column], sort=True)
     smallest = np.bincount(y).min() if len(classes) else 0
     base = {"rows_total": total, "rows_checked": len(rows), "subsampled": bool(subsampled)}
-    if len(classes) < 2 or smallest < 2:
+    if len(classes) < 2:
         return {**base, "rate": float("nan"), "flagged": 0, "suspects": [],
-                "not_evaluated": "needs at least two classes with two rows each"}
+                "not_evaluated": f"needs at least two classes with {min(folds, 5)}+ rows each"}
     probs = _out_of_fold_probabilities(rows, label_column, split_column, y, min(folds, int(smallest)), seed)
-    flagged = find_label_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab would fork worker processes, which can hang inside a threaded Prefect run.
+    flagged = find_label_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(y, probs)
     index = rows.index.to_numpy()
     suspects = [[int(index[i]), str(classes[y[i]]), str(classes[probs[i].argmax()]), round(float(quality[i]), 4)]

@@ -33,6 +33,7 @@ class ValidationConfig:
     max_test_overlap: float = 0.0  # share of test rows whose features also occur in train
     max_conflicting_rows: int = 0  # rows whose identical features carry different labels
     max_target_leakage: float = 0.95  # balanced accuracy of the best single feature
+    label_errors: bool = True  # false skips the cleanlab check; the report then warns that it was skipped
     max_label_error_rate: float = 0.05  # cleanlab's estimate
     label_error_max_rows: int = 20000  # above it, a random subsample (the report says so)
     label_error_folds: int = 5

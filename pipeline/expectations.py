@@ -125,7 +125,10 @@ class ExpectNoTrainTestLeakage(_MpopsExpectation):
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         d = metrics["mpops.duplicates"]
-        share = d["test_in_train"] / d["test_rows"] if d["test_rows"] else 0.0
+        if d["test_rows"] in (0, d["rows"]):
+            return _result(False, None, f"train-test leakage: the split column marks {d['test_rows']} of {d['rows']} "
+                           "rows as test; the split column must mark some rows, not all, as test", **d)
+        share = d["test_in_train"] / d["test_rows"]
         message = (f"train-test leakage: {d['test_in_train']} of {d['test_rows']} test rows also in train "
                    f"({_pct(share)}), threshold {_pct(self.max_test_overlap)}")
         if d["val_rows"]:

@@ -102,6 +102,9 @@ def load_suite(path: str | Path, extra: list[dict] | None = None) -> Any:
 def quality_expectations(v: ValidationConfig, label_column: str, seed: int) -> list[dict]:
     """The config-driven checks, as GE expectation configurations appended to the dataset's suite."""
     common = {"label_column": label_column, "split_column": SPLIT_COLUMN}
+    label_errors = [{"type": "expect_label_error_rate_to_be_below",
+                     "kwargs": {**common, "max_rate": v.max_label_error_rate, "max_rows": v.label_error_max_rows,
+                                "folds": v.label_error_folds, "seed": seed, "warn_fraction": v.warn_fraction}}]
     return [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": label_column}},
         {"type": "expect_table_values_to_be_finite", "kwargs": common},
@@ -114,9 +117,7 @@ def quality_expectations(v: ValidationConfig, label_column: str, seed: int) -> l
         {"type": "expect_no_conflicting_duplicates",
          "kwargs": {**common, "max_conflicting_rows": v.max_conflicting_rows}},
         {"type": "expect_no_target_leakage", "kwargs": {**common, "max_score": v.max_target_leakage}},
-        {"type": "expect_label_error_rate_to_be_below",
-         "kwargs": {**common, "max_rate": v.max_label_error_rate, "max_rows": v.label_error_max_rows,
-                    "folds": v.label_error_folds, "seed": seed, "warn_fraction": v.warn_fraction}},
+        *(label_errors if v.label_errors else []),
         {"type": "expect_no_pii", "kwargs": {"split_column": SPLIT_COLUMN, "fail_on_pii": v.fail_on_pii}},
     ]
 
@@ -188,7 +189,11 @@ def validate_frame(frame: pd.DataFrame, suite_path: str | Path, v: ValidationCon
     suspects = next((tuple(tuple(s) for s in (r.result or {}).get("details", {}).get("suspects", []))
                      for r in result.results if r.expectation_config.type == "expect_label_error_rate_to_be_below"),
                     ())
-    return ValidationReport(suite=str(suite_path), rows=len(frame), checks=tuple(_check(r) for r in result.results),
+    skipped = () if v.label_errors else (CheckResult(
+        "label errors", True, "skipped", "validation.label_errors=false",
+        "label errors: skipped", warning="label errors: not checked (validation.label_errors is false)"),)
+    return ValidationReport(suite=str(suite_path), rows=len(frame),
+                            checks=tuple(_check(r) for r in result.results) + skipped,
                             label_suspects=suspects, data_docs_html=offline_data_docs(result))
 
 

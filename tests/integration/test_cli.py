@@ -82,7 +82,7 @@ def test_failed_validation_exits_3_and_registers_nothing(project, env, tmp_path)
     r = mpops(project, env, "run", "--data", str(tmp_path / "bad.csv"), *FAST)
     assert r.returncode == 3, r.stdout + r.stderr
     first = error_line(r.stderr)
-    assert first.startswith("error: data validation failed, 2 of")
+    assert first.startswith("error: data validation failed: ")
     assert "label: column values to be in set" in first and "pixel_3: column values to be between" in first
     assert versions(env) == []
     runs = client_for(env).search_runs([client_for(env).get_experiment_by_name("mpops").experiment_id])

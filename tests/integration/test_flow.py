@@ -58,6 +58,7 @@ def test_bad_split_column_fails_as_a_data_error(prefect_harness, tracking_store,
     digits_frame.assign(split="train").to_csv(tmp_path / "nosplit.csv", index=False)
     cfg = with_data_path(load_config(overrides=TINY), str(tmp_path / "nosplit.csv"))
     state = training_flow(cfg, ROOT, return_state=True)
-    assert state.is_failed() and "split column" in state.message
-    with pytest.raises(DataValidationError, match="split column must mark some rows"):
+    assert state.is_failed() and "train-test leakage" in state.message
+    with pytest.raises(DataValidationError, match="data validation failed: 1 of") as err:
         state.result()
+    assert "the split column must mark some rows, not all, as test" in err.value.detail

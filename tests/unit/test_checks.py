@@ -64,6 +64,13 @@ def test_label_issues_not_evaluated_on_a_single_class(digits_frame):
     assert np.isnan(r["rate"]) and "two classes" in r["not_evaluated"]
 
 
+def test_label_issues_leave_out_a_class_too_small_to_cross_validate(digits_frame):
+    f = digits_frame.copy()
+    f.loc[0, "label"] = 42  # a class of one row: the labels check reports it
+    r = checks.label_issues(f, "label", "split", 5000, 5, 0)
+    assert r["rows_checked"] == len(f) - 1 and r["rate"] < 0.02
+
+
 @pytest.mark.parametrize("value, kind", [
     ("write to jane.doe@mail.example.com", "e-mail address"),
     ("call +44 20 7946 0958 now", "phone number"),
