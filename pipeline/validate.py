@@ -105,7 +105,7 @@ def quality_expectations(v: ValidationConfig, label_column: str, seed: int) -> l
     label_errors = [{"type": "expect_label_error_rate_to_be_below",
                      "kwargs": {**common, "max_rate": v.max_label_error_rate, "max_rows": v.label_error_max_rows,
                                 "folds": v.label_error_folds, "seed": seed, "warn_fraction": v.warn_fraction}}]
-    return [
+    expectations = [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": label_column}},
         {"type": "expect_table_values_to_be_finite", "kwargs": common},
         {"type": "expect_label_classes_to_have_min_count",
@@ -120,6 +120,28 @@ def quality_expectations(v: ValidationConfig, label_column: str, seed: int) -> l
         *(label_errors if v.label_errors else []),
         {"type": "expect_no_pii", "kwargs": {"split_column": SPLIT_COLUMN, "fail_on_pii": v.fail_on_pii}},
     ]
+    for e in expectations:  # the Data Docs show the description in place of the raw type and kwargs
+        e["description"] = _describe(e["type"], e["kwargs"])
+    return expectations
+
+
+def _describe(kind: str, kw: dict) -> str:
+    texts = {
+        "expect_table_values_to_be_finite": "non-finite values: no ±inf in any numeric feature",
+        "expect_label_classes_to_have_min_count": f"labels: at least 2 classes, each with {kw.get('min_count')}+ rows",
+        "expect_class_imbalance_to_be_within": f"class imbalance: majority/minority at most {kw.get('max_ratio')}, "
+                                               f"smallest class share at least {kw.get('min_share')}",
+        "expect_no_train_test_leakage": f"train-test leakage: at most {kw.get('max_test_overlap')} of test rows "
+                                        "may also occur in train (row hashes)",
+        "expect_no_conflicting_duplicates": f"conflicting duplicates: at most {kw.get('max_conflicting_rows')} rows "
+                                            "with identical features and different labels",
+        "expect_no_target_leakage": f"target leakage: no single feature predicts the label with balanced "
+                                    f"accuracy {kw.get('max_score')} or more",
+        "expect_label_error_rate_to_be_below": f"label errors: cleanlab's estimated mislabelled share at most "
+                                               f"{kw.get('max_rate')}",
+        "expect_no_pii": "pii: no e-mail, phone, card or national-ID pattern in any text column",
+    }
+    return texts.get(kind, f"{kw.get('column')}: values not null")
 
 
 def _check_name(config: Any) -> str:

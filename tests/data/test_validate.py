@@ -33,7 +33,7 @@ def test_report_files_hold_every_check_and_need_no_network(clean_report, tmp_pat
     leakage = next(c for c in report["checks"] if c["name"] == "train-test leakage")
     assert leakage["passed"] and "max_test_overlap=0.0" in leakage["threshold"]
     page = paths["data_docs"].read_text()
-    assert "expect_no_train_test_leakage" in page and "pixel_63" in page  # custom and built-in rendered
+    assert "train-test leakage: at most 0.0 of test rows" in page and "pixel_63" in page  # custom and built-in
     assert not re.search(r"https?://", page), "the Data Docs page would load something from the network"
     rows = paths["label_issues"].read_text().splitlines()
     assert rows[0] == "row,given_label,suggested_label,label_quality"
