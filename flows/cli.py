@@ -38,7 +38,7 @@ def _config(config: Optional[Path], data: Optional[str], sets: list[str], precis
 
 @app.command()
 def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
-        precisions: Optional[str] = typer.Option(None, "--precisions", help="comma-separated, e.g. fp32,bf16,fp16"),
+        precisions: Optional[str] = typer.Option(None, "--precisions", help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8"),
         set_: list[str] = typer.Option([], "--set", help="override a config key: --set train.epochs=5")) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
     from pipeline.setup import setup_tracking

@@ -97,7 +97,8 @@ def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id
 @task(name="gate-candidates", cache_policy=NO_CACHE)
 def gate_candidates(cfg: Config, results: list[TrainResult], evals: list[EvalResult]) -> GateReport:
     return gate([CandidateMetrics(r.precision, e.accuracy, e.macro_f1, r.samples_per_s, r.peak_memory_bytes,
-                                  r.nonfinite_losses) for r, e in zip(results, evals)], cfg.gate)
+                                  r.nonfinite_losses, r.skipped_share, r.stop_reason)
+                 for r, e in zip(results, evals)], cfg.gate)
 
 
 @task(name="register-model", cache_policy=NO_CACHE)

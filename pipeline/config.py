@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # the default candidates; pipeline.precision lists every mode
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,11 @@ class TrainConfig:
     warmup_steps: int = 5
     device: str = "auto"
     threads: int = 0  # 0: leave torch's default
+    scheduler: str = "none"  # or "cosine"; steps only when the optimizer stepped
+    init_scale: float = 65536.0  # fp16's dynamic loss scaler
+    growth_interval: int = 2000  # fp16's dynamic loss scaler
+    stop_on_nonfinite: bool = True  # stop at the end of an epoch that saw a non-finite loss
+    max_skipped_share: float = 0.5  # stop once more optimizer steps than this were skipped for overflow
 
 
 @dataclass(frozen=True)
@@ -166,9 +171,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate_config(cfg: Config) -> None:
-    bad = [p for p in cfg.precisions if p not in PRECISIONS]
-    if bad:
-        raise ConfigError(f"config: unknown precision {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
     if not cfg.precisions:
         raise ConfigError("config: precisions is empty; give at least fp32")
     if "fp32" not in cfg.precisions:
@@ -183,6 +185,10 @@ def validate_config(cfg: Config) -> None:
         (cfg.train.batch_size > 0, "train.batch_size must be positive"),
         (cfg.train.lr > 0, "train.lr must be positive"),
         (cfg.train.warmup_steps >= 0, "train.warmup_steps must be 0 or more"),
+        (cfg.train.scheduler in ("none", "cosine"), "train.scheduler must be none or cosine"),
+        (cfg.train.init_scale > 0 and cfg.train.growth_interval > 0,
+         "train.init_scale and train.growth_interval must be positive"),
+        (0.0 <= cfg.train.max_skipped_share <= 1.0, "train.max_skipped_share must be between 0 and 1"),
         (cfg.train.device in ("auto", "cpu") or cfg.train.device.startswith("cuda"),
          "train.device must be auto, cpu or cuda[:N]"),
         (cfg.gate.accuracy_tolerance >= 0, "gate.accuracy_tolerance must be 0 or more"),
@@ -194,6 +200,25 @@ def validate_config(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"config: {message}")
+    _check_precisions(cfg)
+
+
+def _check_precisions(cfg: Config) -> None:
+    """Modes the device cannot run, and settings that do nothing for the chosen modes, are refused here."""
+    import torch
+
+    from pipeline.precision import check_supported, resolve_device
+
+    device = resolve_device(cfg.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"config: train.device is {cfg.train.device} but no CUDA device is visible; use auto or cpu")
+    for name in cfg.precisions:
+        check_supported(name, device)
+    defaults = TrainConfig()
+    scaler_set = [k for k in ("init_scale", "growth_interval") if getattr(cfg.train, k) != getattr(defaults, k)]
+    if scaler_set and "fp16" not in cfg.precisions:
+        raise ConfigError(f"config: train.{scaler_set[0]} configures fp16's loss scaler, but the precisions "
+                          f"({','.join(cfg.precisions)}) have none; bf16 needs no loss scaling: drop it or add fp16")
 
 
 def _validation_checks(v: ValidationConfig) -> list[tuple[bool, str]]:

@@ -27,7 +27,7 @@ def predict_indices(model: torch.nn.Module, x: np.ndarray, policy: PrecisionPoli
     for i in range(0, len(x), batch):
         xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32)).to(policy.device)
         with policy.autocast():
-            out.append(model(xb).argmax(dim=1).cpu())
+            out.append(model(policy.convert_input(xb)).argmax(dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 

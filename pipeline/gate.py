@@ -15,6 +15,8 @@ class CandidateMetrics:
     samples_per_s: float
     peak_memory_bytes: int
     nonfinite_losses: int
+    skipped_share: float = 0.0
+    stop_reason: str | None = None  # the trainer stopped early (non-finite loss, too many skipped steps)
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class GateCheck:
     value: float
     threshold: float
     passed: bool
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class GateVerdict:
         failed = [c for c in self.checks if not c.passed]
         if not failed:
             return "passed every check"
-        return "; ".join(f"{c.name} {c.value:.4g} vs threshold {c.threshold:.4g}" for c in failed)
+        return "; ".join(c.note or f"{c.name} {c.value:.4g} vs threshold {c.threshold:.4g}" for c in failed)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ def _verdict(c: CandidateMetrics, base: CandidateMetrics, cfg: GateConfig) -> Ga
     checks = [
         GateCheck("accuracy floor", c.accuracy, cfg.min_accuracy, c.accuracy >= cfg.min_accuracy),
         GateCheck("finite loss", float(c.nonfinite_losses), 0.0, c.nonfinite_losses == 0),
+        GateCheck("trained to the end", float(c.stop_reason is None), 1.0, c.stop_reason is None,
+                  note=f"stopped early: {c.stop_reason}" if c.stop_reason else ""),
     ]
     if c.precision != base.precision:
         checks += [

@@ -17,16 +17,15 @@ class PrecisionClassifier(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         from pipeline.models import ModelSpec, build_model
-        from pipeline.precision import make_policy, resolve_device
+        from pipeline.precision import resolve_device, serving_policy
 
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
         self.features = meta["feature_columns"]
         self.classes = np.array(meta["classes"])
-        self.policy = make_policy(meta["precision"], resolve_device("auto"))
-        self.model = build_model(ModelSpec(**meta["spec"]))
-        state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state)
-        self.model.to(self.policy.device).eval()
+        self.policy = serving_policy(meta["precision"], resolve_device("auto"))
+        model = build_model(ModelSpec(**meta["spec"]))
+        model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
+        self.model = self.policy.convert_module(model).eval()
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         from pipeline.evaluate import predict_indices

@@ -73,15 +73,23 @@ def log_training(run_id: str, result: TrainResult, ev: EvalResult, classes: tupl
         "train.samples_per_s": result.samples_per_s, "train.peak_memory_mb": result.peak_memory_bytes / 2**20,
         "train.wall_s": result.wall_s, "train.skipped_steps": result.skipped_steps,
         "train.nonfinite_losses": result.nonfinite_losses, "train.final_loss": result.epoch_losses[-1],
+        "train.nonfinite_grads": result.nonfinite_grads, "train.skipped_share": result.skipped_share,
+        "train.stopped_early": float(result.stop_reason is not None),
         "eval.accuracy": ev.accuracy, "eval.macro_f1": ev.macro_f1,
     }
     metrics.update({f"eval.recall.class_{c}": r for c, r in zip(classes, ev.per_class_recall)})
-    log_values(run_id, metrics=metrics, tags=result.policy.tags,
+    tags = {**result.policy.tags, "train.stop_reason": result.stop_reason or "none"}
+    log_values(run_id, metrics=metrics, tags=tags,
                params={"model.parameters": sum(p.numel() for p in result.model.parameters()),
                        "model.flops_per_sample": result.spec.flops_per_sample, "train.steps": result.steps})
     now = mlflow.utils.time.get_current_time_millis()
-    MlflowClient().log_batch(run_id, metrics=[Metric("train.epoch_loss", loss, now, epoch)
-                                              for epoch, loss in enumerate(result.epoch_losses) if math.isfinite(loss)])
+    series = [Metric("train.epoch_loss", loss, now, epoch)
+              for epoch, loss in enumerate(result.epoch_losses) if math.isfinite(loss)]
+    series += [Metric("train.grad_norm", g, now, step) for step, g in enumerate(result.grad_norms) if math.isfinite(g)]
+    if result.policy.loss_scaling:
+        series += [Metric("train.loss_scale", s, now, step) for step, s in enumerate(result.loss_scales)]
+    for i in range(0, len(series), 1000):  # MLflow takes at most 1000 metrics a batch
+        MlflowClient().log_batch(run_id, metrics=series[i:i + 1000])
 
 
 def _log_model(run_id: str, result: TrainResult, split: Split) -> str:

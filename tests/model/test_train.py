@@ -48,3 +48,37 @@ def test_mixed_precision_trains_close_to_fp32(split, precision):
     assert r.nonfinite_losses == 0
     # the same initial weights and data order: the first-step loss agrees to reduced precision
     assert r.epoch_losses[0] == pytest.approx(train(split, cfg, make_policy("fp32", CPU)).epoch_losses[0], rel=0.05)
+
+
+def test_planted_fp16_overflow_skips_steps_then_recovers(split):
+    """A loss scale of 2**24 overflows fp16 gradients: the scaler skips and halves until it fits."""
+    cfg = TrainConfig(hidden_size=64, hidden_layers=2, epochs=2, batch_size=64, init_scale=2.0**24)
+    r = train(split, cfg, make_policy("fp16", CPU))
+    assert r.stop_reason is None and r.steps == 2 * 23
+    assert 1 <= r.skipped_steps <= 12 and r.nonfinite_grads == r.skipped_steps
+    assert r.loss_scales[0] == 2.0**24 and r.loss_scales[-1] < 2.0**24
+    assert all(b <= a for a, b in zip(r.loss_scales, r.loss_scales[1:]))  # growth_interval 2000: never grows here
+    assert r.nonfinite_losses == 0 and np.isfinite(r.epoch_losses).all()
+
+
+def test_persistent_overflow_stops_early_with_a_reason(split):
+    cfg = TrainConfig(hidden_size=64, hidden_layers=2, epochs=5, batch_size=64, init_scale=2.0**100,
+                      max_skipped_share=0.5)
+    r = train(split, cfg, make_policy("fp16", CPU))
+    assert r.steps == 23  # stopped after the first epoch
+    assert r.stop_reason.startswith("23 of 23 optimizer steps skipped for overflow")
+
+
+def test_non_finite_loss_stops_early(split):
+    cfg = TrainConfig(hidden_size=64, hidden_layers=2, epochs=5, batch_size=64, lr=1e30)
+    r = train(split, cfg, make_policy("fp32", CPU))
+    assert r.steps == 23 and r.nonfinite_losses > 0
+    assert r.stop_reason.startswith("non-finite loss in")
+
+
+def test_bf16_true_trains(split):
+    cfg = TrainConfig(hidden_size=64, hidden_layers=2, epochs=4, batch_size=64)
+    r = train(split, cfg, make_policy("bf16-true", CPU))
+    assert next(r.model.parameters()).dtype == torch.bfloat16
+    assert evaluate(r.model, split, make_policy("bf16-true", CPU)).accuracy > 0.85
+    assert len(r.grad_norms) == r.steps and all(np.isfinite(r.grad_norms))

@@ -61,3 +61,19 @@ def test_flat_dict_is_dotted():
 def test_fp32_baseline_is_required():
     with pytest.raises(ConfigError, match="must include fp32"):
         load_config(overrides=["precisions=bf16,fp16"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["precisions=fp32,bf16", "train.init_scale=1024"], "bf16 needs no loss scaling"),
+    (["precisions=fp32,fp8"], "fp8 training needs a CUDA GPU"),
+    (["precisions=fp32,tf32"], "tf32 is a CUDA matmul mode"),
+    (["precisions=fp32,fp64"], "unknown precision 'fp64'"),
+    (["train.scheduler=linear"], "train.scheduler must be none or cosine"),
+])
+def test_invalid_precision_settings_are_refused_when_read(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_fp16_scaler_settings_with_fp16_are_accepted():
+    assert load_config(overrides=["precisions=fp32,fp16", "train.init_scale=1024"]).train.init_scale == 1024

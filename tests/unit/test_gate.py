@@ -44,3 +44,12 @@ def test_report_json_has_verdicts():
     r = gate([m("fp32", 0.97, 100), m("bf16", 0.97, 200)], GateConfig())
     body = json.loads(r.to_json())
     assert body["selected"] == "bf16" and body["verdicts"][1]["passed"] is True
+
+
+def test_a_candidate_that_stopped_early_fails_with_its_reason():
+    base = CandidateMetrics("fp32", 0.97, 0.97, 1000.0, 100, 0)
+    stopped = CandidateMetrics("fp16", 0.97, 0.97, 2000.0, 80, 0, skipped_share=0.9,
+                               stop_reason="21 of 23 optimizer steps skipped for overflow (91%), threshold 50%")
+    report = gate([base, stopped], GateConfig())
+    assert report.selected == "fp32"
+    assert "stopped early: 21 of 23 optimizer steps skipped" in report.verdict("fp16").reason
