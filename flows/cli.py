@@ -39,7 +39,8 @@ def _config(config: Optional[Path], data: Optional[str], sets: list[str], precis
 @app.command()
 def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         precisions: Optional[str] = typer.Option(None, "--precisions", help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8"),
-        set_: list[str] = typer.Option([], "--set", help="override a config key: --set train.epochs=5")) -> None:
+        set_: list[str] = typer.Option([], "--set", help="override a config key: --set train.epochs=5"),
+        resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints")) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
     from pipeline.setup import setup_tracking
     from pipeline.summary import summary_table, what_it_bought
@@ -48,7 +49,7 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     uri = setup_tracking(root)
     from flows.training import training_flow
 
-    outcome = training_flow(cfg, root)
+    outcome = training_flow(cfg, root, resume)
     out.print(summary_table(list(outcome.results), list(outcome.evals), outcome.gate))
     out.print(f"What reduced precision bought on this machine: {what_it_bought(outcome.gate) or 'n/a'}")
     out.print(f"Gate: {outcome.gate.reason}")

@@ -10,6 +10,7 @@ from prefect.states import Failed, State
 
 from pipeline import data as data_stage
 from pipeline import registry
+from pipeline.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
 from pipeline.config import Config
 from pipeline.evaluate import EvalResult, evaluate
 from pipeline.errors import DataValidationError, GateFailed, MpopsError
@@ -76,13 +77,20 @@ def split(cfg: Config, ds: data_stage.Dataset) -> data_stage.Split:
     return _user_error_as_state(data_stage.split_dataset, ds, cfg.data.test_size, cfg.data.split_seed)
 
 
+def _checkpointing(cfg: Config, root: Path, key: str, precision: str, resume: bool) -> Checkpointing | None:
+    if not cfg.train.checkpoint_every:
+        return None
+    return Checkpointing(checkpoint_path(root / cfg.train.checkpoint_dir, key, precision),
+                         cfg.train.checkpoint_every, resume)
+
+
 @task(name="train-precision", cache_policy=NO_CACHE)
-def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id: str, root: Path
-                    ) -> tuple[TrainResult, EvalResult, str]:
+def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id: str, root: Path,
+                    ckpt: Checkpointing | None = None) -> tuple[TrainResult, EvalResult, str]:
     policy = make_policy(precision, resolve_device(cfg.train.device))
     run_id = registry.start_run(cfg.registry.experiment, precision, artifact_location(root), parent_id=parent_id)
     try:
-        result = train(sp, cfg.train, policy)
+        result = train(sp, cfg.train, policy, ckpt)
         ev = evaluate(result.model, sp, policy)
         registry.log_training(run_id, result, ev, sp.classes)
     except BaseException:
@@ -108,11 +116,12 @@ def register_model(cfg: Config, run_id: str, parent_id: str, result: TrainResult
 
 
 @flow(name="mpops-training", log_prints=True)
-def training_flow(cfg: Config, root: Path) -> RunOutcome | State:
-    return _user_error_as_state(_training, cfg, root)
+def training_flow(cfg: Config, root: Path, resume: bool = False) -> RunOutcome | State:
+    """`resume`: continue each precision from its last checkpoint of the same config and data."""
+    return _user_error_as_state(_training, cfg, root, resume)
 
 
-def _training(cfg: Config, root: Path) -> RunOutcome:
+def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
     logger = get_run_logger()
     # return_state + result(): a task that ended Failed with a user error re-raises it here.
     ds = load_data(cfg, return_state=True).result()
@@ -125,7 +134,9 @@ def _training(cfg: Config, root: Path) -> RunOutcome:
         report = validate(cfg, root, ds, return_state=True).result()
         report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
         sp = split(cfg, ds, return_state=True).result()
-        trained = [train_precision(cfg, sp, p, parent_id, root) for p in cfg.precisions]
+        key = run_key(cfg.train, cfg.data, prov.data_md5)
+        trained = [train_precision(cfg, sp, p, parent_id, root, _checkpointing(cfg, root, key, p, resume))
+                   for p in cfg.precisions]
         results, evals = [t[0] for t in trained], [t[1] for t in trained]
         verdicts = gate_candidates(cfg, results, evals)
         registry.log_text(parent_id, verdicts.to_json(), "gate/report.json")
@@ -138,6 +149,7 @@ def _training(cfg: Config, root: Path) -> RunOutcome:
         chosen = cfg.precisions.index(verdicts.selected)
         registration = register_model(cfg, trained[chosen][2], parent_id, results[chosen], evals[chosen], sp,
                                       verdicts, prov)
+        remove_run(root / cfg.train.checkpoint_dir, key)
         ok = True
     finally:
         registry.end_run(parent_id, ok)

@@ -60,6 +60,8 @@ class TrainConfig:
     growth_interval: int = 2000  # fp16's dynamic loss scaler
     stop_on_nonfinite: bool = True  # stop at the end of an epoch that saw a non-finite loss
     max_skipped_share: float = 0.5  # stop once more optimizer steps than this were skipped for overflow
+    checkpoint_every: int = 1  # epochs between checkpoints; 0: none (then `--resume` starts afresh)
+    checkpoint_dir: str = "out/checkpoints"  # relative to the project root
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ def validate_config(cfg: Config) -> None:
         (cfg.train.init_scale > 0 and cfg.train.growth_interval > 0,
          "train.init_scale and train.growth_interval must be positive"),
         (0.0 <= cfg.train.max_skipped_share <= 1.0, "train.max_skipped_share must be between 0 and 1"),
+        (cfg.train.checkpoint_every >= 0, "train.checkpoint_every must be 0 or more"),
         (cfg.train.device in ("auto", "cpu") or cfg.train.device.startswith("cuda"),
          "train.device must be auto, cpu or cuda[:N]"),
         (cfg.gate.accuracy_tolerance >= 0, "gate.accuracy_tolerance must be 0 or more"),

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from pipeline import checkpoint
+from pipeline.checkpoint import Checkpointing
 from pipeline.config import TrainConfig
 from pipeline.data import Split
 from pipeline.memory import PeakMemory
@@ -73,7 +75,44 @@ def health_stop(losses: list[torch.Tensor], skipped: int, steps: int, cfg: Train
     return None
 
 
-def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy) -> TrainResult:
+@dataclass
+class _Progress:
+    """Per-step records; restored from a checkpoint on resume."""
+    losses: list[torch.Tensor] = field(default_factory=list)
+    norms: list[torch.Tensor] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
+    skipped: int = 0
+
+    def state(self) -> dict:
+        return {"losses": torch.stack(self.losses).cpu(), "norms": torch.stack(self.norms).float().cpu(),
+                "scales": torch.tensor(self.scales, dtype=torch.float64), "skipped": self.skipped}
+
+    @classmethod
+    def from_state(cls, s: dict) -> _Progress:
+        return cls(list(s["losses"].unbind()), list(s["norms"].unbind()), s["scales"].tolist(), int(s["skipped"]))
+
+
+def _snapshot(model, optimizer, scheduler, scaler, progress: _Progress, step: int, done: dict | None) -> dict:
+    return {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler else {}, "scaler": scaler.state_dict(),
+            "progress": progress.state(), "done": done or {}}
+
+
+def _restore(state: dict, model, optimizer, scheduler, scaler) -> tuple[int, _Progress]:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler:
+        scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    return int(state["step"]), _Progress.from_state(state["progress"])
+
+
+def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
+          checkpointing: Checkpointing | None = None) -> TrainResult:
+    """Train one precision; with `checkpointing`, save every N epochs and (resume=True) continue from the last.
+
+    A resumed run measures throughput and peak memory over the steps this process ran."""
     device = policy.device
     spec = ModelSpec(split.x_train.shape[1], len(split.classes), cfg.hidden_size, cfg.hidden_layers)
     torch.manual_seed(cfg.seed)  # identical initial weights for every precision
@@ -85,27 +124,31 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy) -> TrainResul
     batches = batch_order(len(y_all), cfg.batch_size, cfg.epochs, cfg.seed)
     per_epoch = len(batches) // cfg.epochs
     scheduler = make_scheduler(optimizer, cfg, len(batches))
-    warmup = min(max(cfg.warmup_steps, MEMORY_STEPS), len(batches) - 1)
+
+    first, progress = 0, _Progress()
+    state = checkpoint.load(checkpointing.path, device) if checkpointing and checkpointing.resume else None
+    if state is not None:
+        first, progress = _restore(state, model, optimizer, scheduler, scaler)
+        if state["done"]:  # this precision finished before the run was killed
+            return _result(policy, spec, model, progress, per_epoch, **state["done"])
+    warmup = first + min(max(cfg.warmup_steps, MEMORY_STEPS), len(batches) - first - 1)
 
     model.train()
-    losses: list[torch.Tensor] = []
-    norms: list[torch.Tensor] = []
-    scales: list[float] = []
-    skipped, timed_samples, t_timed = 0, 0, 0.0
+    timed_samples, t_timed, paused = 0, 0.0, 0.0
     stop_reason: str | None = None
 
     def run(step: int, idx: np.ndarray) -> None:
-        nonlocal skipped, timed_samples, t_timed
+        nonlocal timed_samples, t_timed
         if step == warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # warm-up kernels must finish outside the timed window
             t_timed = time.perf_counter()
         ix = torch.from_numpy(idx).to(device)
         loss, outcome = train_step(model, x_all[ix], y_all[ix], optimizer, policy, scaler)
-        losses.append(loss)
-        norms.append(outcome.grad_norm)
-        scales.append(outcome.scale)
-        skipped += int(not outcome.stepped)
+        progress.losses.append(loss)
+        progress.norms.append(outcome.grad_norm)
+        progress.scales.append(outcome.scale)
+        progress.skipped += int(not outcome.stepped)
         if scheduler is not None and outcome.stepped:  # a skipped step must not advance the schedule
             scheduler.step()
         if step >= warmup:
@@ -114,25 +157,42 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy) -> TrainResul
     memory = PeakMemory(device, model, optimizer)
     start = time.perf_counter()
     with memory:  # only the first steps: the CPU counter slows every op it sees
-        for step, idx in enumerate(batches[:MEMORY_STEPS]):
-            run(step, idx)
-    for step, idx in enumerate(batches[MEMORY_STEPS:], start=MEMORY_STEPS):
-        run(step, idx)
-        if (step + 1) % per_epoch == 0 and (stop_reason := health_stop(losses, skipped, step + 1, cfg)):
+        for step in range(first, min(first + MEMORY_STEPS, len(batches))):
+            run(step, batches[step])
+    for step in range(first + MEMORY_STEPS, len(batches)):
+        run(step, batches[step])
+        if (step + 1) % per_epoch:
+            continue
+        if stop_reason := health_stop(progress.losses, progress.skipped, step + 1, cfg):
             break
+        if checkpointing and (step + 1) % (per_epoch * checkpointing.every_epochs) == 0:
+            t0 = time.perf_counter()  # saving is not training: kept out of the throughput
+            checkpoint.save(checkpointing.path, _snapshot(model, optimizer, scheduler, scaler, progress, step + 1, None))
+            paused += time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     end = time.perf_counter()
-    steps = len(losses)
-    loss_values = torch.stack(losses).float().cpu().numpy()
-    norm_values = torch.stack(norms).float().cpu().numpy()
+    done = {"samples_per_s": timed_samples / max(end - t_timed - paused, 1e-9),
+            "peak_memory_bytes": memory.peak_bytes, "wall_s": end - start - paused,
+            "timed_steps": max(len(progress.losses) - warmup, 0), "stop_reason": stop_reason or ""}
+    if checkpointing:
+        checkpoint.save(checkpointing.path,
+                        _snapshot(model, optimizer, scheduler, scaler, progress, len(progress.losses), done))
+    return _result(policy, spec, model, progress, per_epoch, **done)
+
+
+def _result(policy: PrecisionPolicy, spec: ModelSpec, model: nn.Module, progress: _Progress, per_epoch: int,
+            samples_per_s: float, peak_memory_bytes: int, wall_s: float, timed_steps: int,
+            stop_reason: str) -> TrainResult:
+    steps = len(progress.losses)
+    loss_values = torch.stack(progress.losses).float().cpu().numpy()
+    norm_values = torch.stack(progress.norms).float().cpu().numpy()
     epochs_run = max(1, steps // per_epoch)
     epoch_losses = tuple(float(np.nanmean(loss_values[e * per_epoch:(e + 1) * per_epoch])) for e in range(epochs_run))
     return TrainResult(
         precision=policy.name, policy=policy, spec=spec, model=model.eval(), epoch_losses=epoch_losses,
-        steps=steps, timed_steps=max(steps - warmup, 0),
-        samples_per_s=timed_samples / max(end - t_timed, 1e-9), peak_memory_bytes=memory.peak_bytes,
-        wall_s=end - start, skipped_steps=skipped, nonfinite_losses=int((~np.isfinite(loss_values)).sum()),
-        nonfinite_grads=int((~np.isfinite(norm_values)).sum()), grad_norms=tuple(norm_values.tolist()),
-        loss_scales=tuple(scales), stop_reason=stop_reason,
+        steps=steps, timed_steps=int(timed_steps), samples_per_s=float(samples_per_s),
+        peak_memory_bytes=int(peak_memory_bytes), wall_s=float(wall_s), skipped_steps=progress.skipped,
+        nonfinite_losses=int((~np.isfinite(loss_values)).sum()), nonfinite_grads=int((~np.isfinite(norm_values)).sum()),
+        grad_norms=tuple(norm_values.tolist()), loss_scales=tuple(progress.scales), stop_reason=stop_reason or None,
     )

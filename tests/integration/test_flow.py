@@ -62,3 +62,35 @@ def test_bad_split_column_fails_as_a_data_error(prefect_harness, tracking_store,
     with pytest.raises(DataValidationError, match="data validation failed: 1 of") as err:
         state.result()
     assert "the split column must mark some rows, not all, as test" in err.value.detail
+
+
+def test_resume_reuses_a_precision_that_finished_before_the_kill(prefect_harness, tracking_store, tmp_path,
+                                                                  digits_csv):
+    """fp32 finished and was checkpointed, then the run died: `--resume` takes fp32 from its checkpoint."""
+    import torch
+    from mlflow import MlflowClient
+
+    from flows.training import training_flow
+    from pipeline.checkpoint import Checkpointing, checkpoint_path, run_key
+    from pipeline.data import load_dataset, split_dataset
+    from pipeline.precision import make_policy
+    from pipeline.provenance import collect_provenance
+    from pipeline.train import train
+
+    folder = tmp_path / "ckpt"
+    cfg = with_data_path(load_config(overrides=[*TINY, f"train.checkpoint_dir={folder}",
+                                                f"validation.report_dir={tmp_path / 'val'}"]), str(digits_csv))
+    key = run_key(cfg.train, cfg.data, collect_provenance(ROOT, (str(digits_csv),)).data_md5)
+    path = checkpoint_path(folder, key, "fp32")
+    sp = split_dataset(load_dataset(digits_csv), cfg.data.test_size, cfg.data.split_seed)
+    before = train(sp, cfg.train, make_policy("fp32", torch.device("cpu")), Checkpointing(path, 1, False))
+
+    state = training_flow(cfg, ROOT, resume=True, return_state=True)
+    assert state.is_completed(), state.message
+    fp32 = state.result().results[0]
+    assert fp32.samples_per_s == before.samples_per_s  # not retrained: the figures of the finished run
+    assert fp32.epoch_losses == before.epoch_losses
+    runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("mpops").experiment_id],
+                                      "tags.mlflow.runName = 'fp32'")
+    assert runs[0].data.metrics["train.samples_per_s"] == pytest.approx(before.samples_per_s)
+    assert not (folder / key).exists()  # a completed run leaves nothing to resume

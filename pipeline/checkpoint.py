@@ -1,0 +1,53 @@
+"""Training checkpoints: model, optimizer, scheduler and scaler state, so a killed run can resume.
+
+One file per precision under `train.checkpoint_dir/<run key>/`, the key a hash of everything
+that shapes training (the config's train and data sections and the data's md5), so `--resume`
+never continues a different run. Written atomically; read with
+`torch.load(weights_only=True)`: a checkpoint is data, never code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    path: Path  # this precision's checkpoint file
+    every_epochs: int
+    resume: bool
+
+
+def run_key(train_cfg: object, data_cfg: object, data_md5: str) -> str:
+    blob = json.dumps({"train": asdict(train_cfg), "data": asdict(data_cfg), "md5": data_md5},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def checkpoint_path(folder: str | Path, key: str, precision: str) -> Path:
+    return Path(folder) / key / f"{precision}.pt"
+
+
+def save(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill during the write leaves the previous checkpoint intact
+
+
+def load(path: Path, device: torch.device) -> dict | None:
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def remove_run(folder: str | Path, key: str) -> None:
+    """After a run that completed: its checkpoints have nothing left to resume."""
+    import shutil
+
+    shutil.rmtree(Path(folder) / key, ignore_errors=True)
