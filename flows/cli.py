@@ -51,6 +51,9 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
 
     outcome = training_flow(cfg, root, resume)
     out.print(summary_table(list(outcome.results), list(outcome.evals), outcome.gate))
+    dropped = [f"{r.precision}: {r.reason}" for r in outcome.probes if r.dropped]
+    if dropped:
+        out.print(f"Dropped by the precision probe before full training: {'; '.join(dropped)}", markup=False)
     out.print(f"What reduced precision bought on this machine: {what_it_bought(outcome.gate) or 'n/a'}")
     out.print(f"Gate: {outcome.gate.reason}")
     reg = outcome.registration

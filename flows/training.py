@@ -16,6 +16,7 @@ from pipeline.evaluate import EvalResult, evaluate
 from pipeline.errors import DataValidationError, GateFailed, MpopsError
 from pipeline.gate import CandidateMetrics, GateReport, gate
 from pipeline.precision import make_policy, resolve_device
+from pipeline.probe import ProbeResult, decide, probe_one
 from pipeline.provenance import Provenance, collect_provenance
 from pipeline.registry import Registration
 from pipeline.setup import artifact_location
@@ -31,6 +32,7 @@ class RunOutcome:
     evals: tuple[EvalResult, ...]
     gate: GateReport
     registration: Registration
+    probes: tuple[ProbeResult, ...] = ()
 
 
 def _user_error_as_state(fn, *args):
@@ -102,6 +104,22 @@ def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id
     return result, ev, run_id
 
 
+@task(name="probe-precisions", cache_policy=NO_CACHE)
+def probe_precisions(cfg: Config, sp: data_stage.Split, parent_id: str) -> tuple[ProbeResult, ...]:
+    device = resolve_device(cfg.train.device)
+    measured = {p: probe_one(sp, cfg.train, make_policy(p, device), cfg.probe.steps) for p in cfg.precisions}
+    results = decide(measured, cfg.probe)
+    registry.log_values(parent_id, metrics={f"probe.{r.precision}.{k}": v for r in results
+                                            for k, v in (("samples_per_s", r.samples_per_s),
+                                                         ("slowdown_vs_fp32", r.slowdown_vs_fp32))},
+                        tags={"probe.dropped": "; ".join(f"{r.precision}: {r.reason}" for r in results if r.dropped)
+                              or "none"})
+    for r in results:
+        if r.dropped:
+            get_run_logger().warning("probe dropped %s: %s", r.precision, r.reason)
+    return results
+
+
 @task(name="gate-candidates", cache_policy=NO_CACHE)
 def gate_candidates(cfg: Config, results: list[TrainResult], evals: list[EvalResult]) -> GateReport:
     return gate([CandidateMetrics(r.precision, e.accuracy, e.macro_f1, r.samples_per_s, r.peak_memory_bytes,
@@ -135,8 +153,10 @@ def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
         report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
         sp = split(cfg, ds, return_state=True).result()
         key = run_key(cfg.train, cfg.data, prov.data_md5)
+        probes = probe_precisions(cfg, sp, parent_id) if cfg.probe.steps and len(cfg.precisions) > 1 else ()
+        kept = [p for p in cfg.precisions if p not in {r.precision for r in probes if r.dropped}]
         trained = [train_precision(cfg, sp, p, parent_id, root, _checkpointing(cfg, root, key, p, resume))
-                   for p in cfg.precisions]
+                   for p in kept]
         results, evals = [t[0] for t in trained], [t[1] for t in trained]
         verdicts = gate_candidates(cfg, results, evals)
         registry.log_text(parent_id, verdicts.to_json(), "gate/report.json")
@@ -146,14 +166,14 @@ def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
         if verdicts.selected is None:
             raise GateFailed(f"no candidate passed the gates: {verdicts.reason}; nothing registered",
                              detail="\n".join(f"  {v.precision}: {v.reason}" for v in verdicts.verdicts))
-        chosen = cfg.precisions.index(verdicts.selected)
+        chosen = kept.index(verdicts.selected)
         registration = register_model(cfg, trained[chosen][2], parent_id, results[chosen], evals[chosen], sp,
                                       verdicts, prov)
         remove_run(root / cfg.train.checkpoint_dir, key)
         ok = True
     finally:
         registry.end_run(parent_id, ok)
-    return RunOutcome(parent_id, tuple(results), tuple(evals), verdicts, registration)
+    return RunOutcome(parent_id, tuple(results), tuple(evals), verdicts, registration, probes)
 
 
 __all__ = ["training_flow", "RunOutcome"]

@@ -65,6 +65,15 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """A short timed run of every candidate before full training; 0 steps turns it off."""
+
+    steps: int = 30
+    max_slowdown: float = 2.0  # drop a candidate whose probe is more than this many times slower than fp32
+    max_skipped_share: float = 0.5  # drop a candidate that skipped more probe steps than this for overflow
+
+
+@dataclass(frozen=True)
 class GateConfig:
     accuracy_tolerance: float = 0.01
     min_speedup: float = 1.0
@@ -83,6 +92,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
@@ -192,6 +202,9 @@ def validate_config(cfg: Config) -> None:
          "train.init_scale and train.growth_interval must be positive"),
         (0.0 <= cfg.train.max_skipped_share <= 1.0, "train.max_skipped_share must be between 0 and 1"),
         (cfg.train.checkpoint_every >= 0, "train.checkpoint_every must be 0 or more"),
+        (cfg.probe.steps >= 0, "probe.steps must be 0 or more"),
+        (cfg.probe.max_slowdown >= 1.0, "probe.max_slowdown must be 1 or more"),
+        (0.0 <= cfg.probe.max_skipped_share <= 1.0, "probe.max_skipped_share must be between 0 and 1"),
         (cfg.train.device in ("auto", "cpu") or cfg.train.device.startswith("cuda"),
          "train.device must be auto, cpu or cuda[:N]"),
         (cfg.gate.accuracy_tolerance >= 0, "gate.accuracy_tolerance must be 0 or more"),

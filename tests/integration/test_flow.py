@@ -10,7 +10,8 @@ from pipeline.errors import DataValidationError
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "precisions=fp32,bf16"]  # ~0.93 accurate
+TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "precisions=fp32,bf16",
+        "probe.steps=0"]  # ~0.93 accurate; the probe has its own test
 
 
 def _task_names(flow_run_id) -> set[str]:
@@ -94,3 +95,22 @@ def test_resume_reuses_a_precision_that_finished_before_the_kill(prefect_harness
                                       "tags.mlflow.runName = 'fp32'")
     assert runs[0].data.metrics["train.samples_per_s"] == pytest.approx(before.samples_per_s)
     assert not (folder / key).exists()  # a completed run leaves nothing to resume
+
+
+def test_probe_drops_a_broken_candidate_before_full_training(prefect_harness, tracking_store, tmp_path, digits_csv):
+    """fp16 with a 2**100 loss scale overflows every step: the probe drops it, only fp32 trains."""
+    from mlflow import MlflowClient
+
+    from flows.training import training_flow
+
+    overrides = [*TINY[:3], "precisions=fp32,fp16", "train.init_scale=1.2676506002282294e30", "probe.steps=12",
+                 f"train.checkpoint_dir={tmp_path / 'ckpt'}", f"validation.report_dir={tmp_path / 'val'}"]
+    state = training_flow(with_data_path(load_config(overrides=overrides), str(digits_csv)), ROOT, return_state=True)
+    assert state.is_completed(), state.message
+    outcome = state.result()
+    assert [r.precision for r in outcome.results] == ["fp32"]
+    [fp16] = [p for p in outcome.probes if p.precision == "fp16"]
+    assert fp16.dropped and "12 of 12 probe steps skipped for overflow" in fp16.reason
+    parent = MlflowClient().get_run(outcome.parent_run_id)
+    assert parent.data.tags["probe.dropped"].startswith("fp16: ")
+    assert "probe.fp16.samples_per_s" in parent.data.metrics

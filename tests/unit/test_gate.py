@@ -53,3 +53,15 @@ def test_a_candidate_that_stopped_early_fails_with_its_reason():
     report = gate([base, stopped], GateConfig())
     assert report.selected == "fp32"
     assert "stopped early: 21 of 23 optimizer steps skipped" in report.verdict("fp16").reason
+
+
+def test_probe_drops_slow_and_broken_candidates_never_fp32():
+    from pipeline.config import ProbeConfig
+    from pipeline.probe import decide
+
+    measured = {"fp32": (1000.0, 0, 0, 30), "bf16": (100.0, 0, 0, 30), "fp16": (900.0, 0, 20, 30),
+                "bf16-true": (800.0, 0, 0, 30)}
+    results = {r.precision: r for r in decide(measured, ProbeConfig(max_slowdown=2.0))}
+    assert not results["fp32"].dropped and not results["bf16-true"].dropped
+    assert results["bf16"].dropped and "10.0x slower than fp32 in a 30-step probe (limit 2x)" in results["bf16"].reason
+    assert results["fp16"].dropped and "20 of 30 probe steps skipped" in results["fp16"].reason
