@@ -45,6 +45,7 @@ class ValidationConfig:
 class TrainConfig:
     # 64 -> 512 -> 512 -> 512 -> 10: big enough that the matmuls dominate a step,
     # so the precision of those matmuls is what the throughput measures.
+    model: str = "mlp"  # mlp, cnn (features as a square image) or transformer (image rows as tokens)
     hidden_size: int = 512
     hidden_layers: int = 3
     epochs: int = 15
@@ -198,6 +199,7 @@ def validate_config(cfg: Config) -> None:
         (cfg.train.lr > 0, "train.lr must be positive"),
         (cfg.train.warmup_steps >= 0, "train.warmup_steps must be 0 or more"),
         (cfg.train.scheduler in ("none", "cosine"), "train.scheduler must be none or cosine"),
+        (cfg.train.model in ("mlp", "cnn", "transformer"), "train.model must be mlp, cnn or transformer"),
         (cfg.train.init_scale > 0 and cfg.train.growth_interval > 0,
          "train.init_scale and train.growth_interval must be positive"),
         (0.0 <= cfg.train.max_skipped_share <= 1.0, "train.max_skipped_share must be between 0 and 1"),

@@ -75,12 +75,15 @@ def log_training(run_id: str, result: TrainResult, ev: EvalResult, classes: tupl
         "train.nonfinite_losses": result.nonfinite_losses, "train.final_loss": result.epoch_losses[-1],
         "train.nonfinite_grads": result.nonfinite_grads, "train.skipped_share": result.skipped_share,
         "train.stopped_early": float(result.stop_reason is not None),
+        # training ~ 3x forward FLOPs; compare with bench/matmul_peak.py for model FLOP utilisation
+        "train.model_gflops_per_s": 3 * result.spec.flops_per_sample * result.samples_per_s / 1e9,
         "eval.accuracy": ev.accuracy, "eval.macro_f1": ev.macro_f1,
     }
     metrics.update({f"eval.recall.class_{c}": r for c, r in zip(classes, ev.per_class_recall)})
     tags = {**result.policy.tags, "train.stop_reason": result.stop_reason or "none"}
     log_values(run_id, metrics=metrics, tags=tags,
-               params={"model.parameters": sum(p.numel() for p in result.model.parameters()),
+               params={"model.kind": result.spec.kind,
+                       "model.parameters": sum(p.numel() for p in result.model.parameters()),
                        "model.flops_per_sample": result.spec.flops_per_sample, "train.steps": result.steps})
     now = mlflow.utils.time.get_current_time_millis()
     series = [Metric("train.epoch_loss", loss, now, epoch)

@@ -114,7 +114,7 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
 
     A resumed run measures throughput and peak memory over the steps this process ran."""
     device = policy.device
-    spec = ModelSpec(split.x_train.shape[1], len(split.classes), cfg.hidden_size, cfg.hidden_layers)
+    spec = ModelSpec(split.x_train.shape[1], len(split.classes), cfg.hidden_size, cfg.hidden_layers, cfg.model)
     torch.manual_seed(cfg.seed)  # identical initial weights for every precision
     model = policy.convert_module(build_model(spec, split.x_train))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
