@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from pipeline.errors import MpopsError
+from pipeline.errors import ConfigError, MpopsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train in mixed precision, gate against fp32, register in MLflow.")
@@ -45,11 +45,22 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     from pipeline.setup import setup_tracking
     from pipeline.summary import summary_table, what_it_bought
 
+    from pipeline import distributed
+
     root, cfg = _config(config, data, set_, precisions)
+    if not distributed.init_from_env().is_main:
+        _follow(cfg)  # torchrun: this rank only trains; rank 0 runs the pipeline and logs
+        return
+    if resume and distributed.world().size > 1:
+        raise ConfigError("--resume continues single-process runs only; run it without torchrun")
     uri = setup_tracking(root)
     from flows.training import training_flow
 
-    outcome = training_flow(cfg, root, resume)
+    try:
+        outcome = training_flow(cfg, root, resume)
+    finally:
+        distributed.announce("done")
+        distributed.shutdown()
     out.print(summary_table(list(outcome.results), list(outcome.evals), outcome.gate))
     dropped = [f"{r.precision}: {r.reason}" for r in outcome.probes if r.dropped]
     if dropped:
@@ -60,6 +71,19 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     out.print(f"Registered {reg.model_name} version {reg.version} with alias(es) {', '.join(reg.aliases)} "
               f"({reg.champion_reason}).")
     out.print(f"Tracking store: {uri}  (look: mlflow ui --backend-store-uri {uri}); parent run {outcome.parent_run_id}")
+
+
+def _follow(cfg) -> None:
+    from pipeline import distributed
+    from pipeline.data import load_dataset, split_dataset
+    from pipeline.precision import resolve_device
+
+    split = split_dataset(load_dataset(cfg.data.path, cfg.data.label_column), cfg.data.test_size,
+                          cfg.data.split_seed)
+    try:
+        distributed.follow(split, cfg.train, resolve_device(cfg.train.device))
+    finally:
+        distributed.shutdown()
 
 
 @app.command()

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from pipeline import data as data_stage
-from pipeline import registry
+from pipeline import distributed, registry
 from pipeline.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
 from pipeline.config import Config
 from pipeline.evaluate import EvalResult, evaluate
@@ -92,6 +92,7 @@ def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id
     policy = make_policy(precision, resolve_device(cfg.train.device))
     run_id = registry.start_run(cfg.registry.experiment, precision, artifact_location(root), parent_id=parent_id)
     try:
+        distributed.announce("train", precision)  # under torchrun the other ranks join this training
         result = train(sp, cfg.train, policy, ckpt)
         ev = evaluate(result.model, sp, policy)
         registry.log_training(run_id, result, ev, sp.classes)
@@ -107,7 +108,10 @@ def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id
 @task(name="probe-precisions", cache_policy=NO_CACHE)
 def probe_precisions(cfg: Config, sp: data_stage.Split, parent_id: str) -> tuple[ProbeResult, ...]:
     device = resolve_device(cfg.train.device)
-    measured = {p: probe_one(sp, cfg.train, make_policy(p, device), cfg.probe.steps) for p in cfg.precisions}
+    measured = {}
+    for p in cfg.precisions:
+        distributed.announce("probe", p, cfg.probe.steps)  # under torchrun the other ranks join this probe
+        measured[p] = probe_one(sp, cfg.train, make_policy(p, device), cfg.probe.steps)
     results = decide(measured, cfg.probe)
     registry.log_values(parent_id, metrics={f"probe.{r.precision}.{k}": v for r in results
                                             for k, v in (("samples_per_s", r.samples_per_s),

@@ -91,8 +91,8 @@ def device_label(device: torch.device) -> str:
 
 
 def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "auto":  # under torchrun each rank has set its own current CUDA device
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     return torch.device(spec)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline import checkpoint
+from pipeline import checkpoint, distributed
 from pipeline.checkpoint import Checkpointing
 from pipeline.config import TrainConfig
 from pipeline.data import Split
@@ -67,6 +67,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
 def health_stop(losses: list[torch.Tensor], skipped: int, steps: int, cfg: TrainConfig) -> str | None:
     """Why training must stop now, or None. Reads the losses: one sync, once per epoch."""
     bad = int((~torch.isfinite(torch.stack(losses))).sum().item()) if losses else 0
+    bad = int(distributed.all_sum(bad))  # every rank must take the same decision, or DDP hangs
     if bad and cfg.stop_on_nonfinite:
         return f"non-finite loss in {bad} of {steps} steps"
     if steps and skipped / steps > cfg.max_skipped_share:
@@ -116,7 +117,10 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
     device = policy.device
     spec = ModelSpec(split.x_train.shape[1], len(split.classes), cfg.hidden_size, cfg.hidden_layers, cfg.model)
     torch.manual_seed(cfg.seed)  # identical initial weights for every precision
-    model = policy.convert_module(build_model(spec, split.x_train))
+    net = policy.convert_module(build_model(spec, split.x_train))
+    w = distributed.world()
+    model = net if w.size == 1 else torch.nn.parallel.DistributedDataParallel(
+        net, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = policy.make_scaler(cfg.init_scale, cfg.growth_interval)
     x_all = torch.from_numpy(split.x_train).to(device)
@@ -130,7 +134,7 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
     if state is not None:
         first, progress = _restore(state, model, optimizer, scheduler, scaler)
         if state["done"]:  # this precision finished before the run was killed
-            return _result(policy, spec, model, progress, per_epoch, **state["done"])
+            return _result(policy, spec, net, progress, per_epoch, **state["done"])
     warmup = first + min(max(cfg.warmup_steps, MEMORY_STEPS), len(batches) - first - 1)
 
     model.train()
@@ -143,7 +147,7 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # warm-up kernels must finish outside the timed window
             t_timed = time.perf_counter()
-        ix = torch.from_numpy(idx).to(device)
+        ix = torch.from_numpy(distributed.shard(idx, w)).to(device)  # this rank's part of the global batch
         loss, outcome = train_step(model, x_all[ix], y_all[ix], optimizer, policy, scaler)
         progress.losses.append(loss)
         progress.norms.append(outcome.grad_norm)
@@ -165,9 +169,9 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
             continue
         if stop_reason := health_stop(progress.losses, progress.skipped, step + 1, cfg):
             break
-        if checkpointing and (step + 1) % (per_epoch * checkpointing.every_epochs) == 0:
+        if checkpointing and w.is_main and (step + 1) % (per_epoch * checkpointing.every_epochs) == 0:
             t0 = time.perf_counter()  # saving is not training: kept out of the throughput
-            checkpoint.save(checkpointing.path, _snapshot(model, optimizer, scheduler, scaler, progress, step + 1, None))
+            checkpoint.save(checkpointing.path, _snapshot(net, optimizer, scheduler, scaler, progress, step + 1, None))
             paused += time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -175,10 +179,14 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
     done = {"samples_per_s": timed_samples / max(end - t_timed - paused, 1e-9),
             "peak_memory_bytes": memory.peak_bytes, "wall_s": end - start - paused,
             "timed_steps": max(len(progress.losses) - warmup, 0), "stop_reason": stop_reason or ""}
-    if checkpointing:
+    if w.size > 1:  # the recorded loss of a step: the mean of the ranks' losses on their shards
+        stacked = torch.stack(progress.losses).float()
+        torch.distributed.all_reduce(stacked)
+        progress.losses = list((stacked / w.size).unbind())
+    if checkpointing and w.is_main:
         checkpoint.save(checkpointing.path,
-                        _snapshot(model, optimizer, scheduler, scaler, progress, len(progress.losses), done))
-    return _result(policy, spec, model, progress, per_epoch, **done)
+                        _snapshot(net, optimizer, scheduler, scaler, progress, len(progress.losses), done))
+    return _result(policy, spec, net, progress, per_epoch, **done)
 
 
 def _result(policy: PrecisionPolicy, spec: ModelSpec, model: nn.Module, progress: _Progress, per_epoch: int,
