@@ -10,7 +10,7 @@ from pipeline.errors import DataValidationError
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "precisions=fp32,bf16",
+TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "train.batch_size=128", "precisions=fp32,bf16",
         "probe.steps=0"]  # ~0.93 accurate; the probe has its own test
 
 
@@ -103,7 +103,7 @@ def test_probe_drops_a_broken_candidate_before_full_training(prefect_harness, tr
 
     from flows.training import training_flow
 
-    overrides = [*TINY[:3], "precisions=fp32,fp16", "train.init_scale=1.2676506002282294e30", "probe.steps=12",
+    overrides = [*TINY[:4], "precisions=fp32,fp16", "train.init_scale=1.2676506002282294e30", "probe.steps=12",
                  f"train.checkpoint_dir={tmp_path / 'ckpt'}", f"validation.report_dir={tmp_path / 'val'}"]
     state = training_flow(with_data_path(load_config(overrides=overrides), str(digits_csv)), ROOT, return_state=True)
     assert state.is_completed(), state.message
