@@ -61,7 +61,7 @@ class TrainConfig:
     growth_interval: int = 2000  # fp16's dynamic loss scaler
     stop_on_nonfinite: bool = True  # stop at the end of an epoch that saw a non-finite loss
     max_skipped_share: float = 0.5  # stop once more optimizer steps than this were skipped for overflow
-    checkpoint_every: int = 1  # epochs between checkpoints; 0: none (then `--resume` starts afresh)
+    checkpoint_every: int = 5  # epochs between checkpoints (and one at the end); 0: none
     checkpoint_dir: str = "out/checkpoints"  # relative to the project root
 
 
