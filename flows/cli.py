@@ -1,6 +1,7 @@
 """`mpops`: the command line of DESIGN.md. Exit codes come from pipeline.errors."""
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -40,7 +41,9 @@ def _config(config: Optional[Path], data: Optional[str], sets: list[str], precis
 def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         precisions: Optional[str] = typer.Option(None, "--precisions", help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8"),
         set_: list[str] = typer.Option([], "--set", help="override a config key: --set train.epochs=5"),
-        resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints")) -> None:
+        resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints"),
+        report: Optional[Path] = typer.Option(None, "--report", help="write the gate report (JSON) here, pass or fail")
+        ) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
     from pipeline.setup import setup_tracking
     from pipeline.summary import summary_table, what_it_bought
@@ -58,9 +61,22 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
 
     try:
         outcome = training_flow(cfg, root, resume)
+    except MpopsError as e:
+        if report:
+            gate = getattr(e, "gate_report", None)
+            _write_report(report, {"passed": False, "exit_code": e.exit_code, "error": str(e),
+                                   "gate": json.loads(gate.to_json()) if gate else None})
+        raise
     finally:
         distributed.announce("done")
         distributed.shutdown()
+    paragraph = ci_summary(outcome)
+    if report:
+        _write_report(report, {"passed": True, "exit_code": 0, "summary": paragraph,
+                               "gate": json.loads(outcome.gate.to_json()),
+                               "registered": {"model": outcome.registration.model_name,
+                                              "version": outcome.registration.version,
+                                              "aliases": list(outcome.registration.aliases)}})
     out.print(summary_table(list(outcome.results), list(outcome.evals), outcome.gate))
     dropped = [f"{r.precision}: {r.reason}" for r in outcome.probes if r.dropped]
     if dropped:
@@ -71,6 +87,26 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     out.print(f"Registered {reg.model_name} version {reg.version} with alias(es) {', '.join(reg.aliases)} "
               f"({reg.champion_reason}).")
     out.print(f"Tracking store: {uri}  (look: mlflow ui --backend-store-uri {uri}); parent run {outcome.parent_run_id}")
+    out.print(f"Summary: {paragraph}", markup=False)
+    if report:
+        out.print(f"Gate report: {report}", markup=False)
+
+
+def ci_summary(outcome) -> str:
+    """One paragraph for a CI log: what was trained, what the gate chose and why, what was registered."""
+    gate, reg = outcome.gate, outcome.registration
+    dropped = [f"{r.precision} ({r.reason})" for r in outcome.probes if r.dropped]
+    selected = gate.verdict(gate.selected)
+    return (f"mpops trained {', '.join(r.precision for r in outcome.results)}"
+            + (f"; the probe dropped {'; '.join(dropped)}" if dropped else "")
+            + f". The gate selected {gate.selected} ({selected.speedup:.2f}x fp32 training throughput, accuracy "
+            f"{selected.accuracy:.4f}, {selected.accuracy_delta:+.4f} vs fp32, {selected.memory_ratio:.2f}x peak memory)."
+            f" Registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}; {reg.champion_reason}.")
+
+
+def _write_report(path: Path, body: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, indent=2) + "\n")
 
 
 def _follow(cfg) -> None:

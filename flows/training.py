@@ -168,8 +168,10 @@ def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
                                              "gate.reason": verdicts.reason[:5000]})
         logger.info("what each precision bought here: %s", what_it_bought(verdicts) or "only fp32 was trained")
         if verdicts.selected is None:
-            raise GateFailed(f"no candidate passed the gates: {verdicts.reason}; nothing registered",
-                             detail="\n".join(f"  {v.precision}: {v.reason}" for v in verdicts.verdicts))
+            failed = GateFailed(f"no candidate passed the gates: {verdicts.reason}; nothing registered",
+                                detail="\n".join(f"  {v.precision}: {v.reason}" for v in verdicts.verdicts))
+            failed.gate_report = verdicts  # for `mpops run --report`: CI keeps the report of a failed gate too
+            raise failed
         chosen = kept.index(verdicts.selected)
         registration = register_model(cfg, trained[chosen][2], parent_id, results[chosen], evals[chosen], sp,
                                       verdicts, prov)

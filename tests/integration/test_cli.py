@@ -1,6 +1,7 @@
 """`mpops` as a user runs it: a subprocess in a temporary copy of the project, its own tracking store."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -105,7 +106,18 @@ def test_validate_passes_on_bundled_data(project, env):
 
 @pytest.fixture(scope="module")
 def first_run(project, env):
-    return mpops(project, env, "run", *FAST)
+    return mpops(project, env, "run", *FAST, "--report", "out/gate-report.json")
+
+
+def test_run_writes_the_gate_report_and_a_ci_summary(first_run, project):
+    assert first_run.returncode == 0, first_run.stderr[-3000:]
+    report = json.loads((project / "out" / "gate-report.json").read_text())
+    assert report["passed"] is True and report["exit_code"] == 0
+    assert report["gate"]["selected"] in ("fp32", "bf16", "fp16") and report["registered"]["version"] == "1"
+    assert {v["precision"] for v in report["gate"]["verdicts"]} == {"fp32", "bf16", "fp16"}
+    [summary] = [line for line in first_run.stdout.splitlines() if line.startswith("Summary: ")]
+    assert f"The gate selected {report['gate']['selected']} (" in summary
+    assert "Registered digits-classifier version 1 as challenger, champion" in summary
 
 
 def test_run_registers_a_complete_version(first_run, env, project):
@@ -162,8 +174,10 @@ def test_gate_failure_exits_4_and_leaves_champion(first_run, env, project):
     assert first_run.returncode == 0
     before = client_for(env).get_model_version_by_alias("digits-classifier", "champion").version
     r = mpops(project, env, "run", "--precisions", "fp32", "--set", "gate.min_accuracy=0.999",
-              "--set", "train.epochs=1", "--set", "train.hidden_size=32")
+              "--set", "train.epochs=1", "--set", "train.hidden_size=32", "--report", "out/failed-gate.json")
     assert r.returncode == 4, r.stdout[-2000:] + r.stderr[-2000:]
+    report = json.loads((project / "out" / "failed-gate.json").read_text())
+    assert report["passed"] is False and report["exit_code"] == 4 and report["gate"]["selected"] is None
     assert error_line(r.stderr).startswith("error: no candidate passed the gates")
     assert len(versions(env)) == 1
     assert client_for(env).get_model_version_by_alias("digits-classifier", "champion").version == before
