@@ -10,7 +10,6 @@ import re
 import numpy as np
 import pandas as pd
 
-SPLIT_VALUES = ("train", "val", "test")
 
 # Each kind: a pattern that finds a candidate, and an optional check that confirms it (Luhn for cards).
 PII_PATTERNS: dict[str, str] = {
