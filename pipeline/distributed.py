@@ -9,7 +9,7 @@ DDP averages the gradients, so the result matches one process up to floating-poi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -80,7 +80,7 @@ def follow(split, cfg, device: torch.device) -> int:
         if kind == "probe":
             probe_one(split, cfg, policy, steps)
         else:
-            train(split, replace(cfg, checkpoint_every=0), policy)
+            train(split, cfg, policy)  # no checkpointing: rank 0 alone writes checkpoints
         joined += 1
 
 

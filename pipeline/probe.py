@@ -29,7 +29,7 @@ class ProbeResult:
 
 def probe_one(split: Split, cfg: TrainConfig, policy: PrecisionPolicy, steps: int) -> tuple[float, int, int, int]:
     per_epoch = math.ceil(len(split.y_train) / cfg.batch_size)
-    short = replace(cfg, epochs=max(1, math.ceil(steps / per_epoch)), scheduler="none", checkpoint_every=0)
+    short = replace(cfg, epochs=max(1, math.ceil(steps / per_epoch)), scheduler="none")
     r = train(split, short, policy)
     return r.samples_per_s, r.nonfinite_losses, r.skipped_steps, r.steps
 
