@@ -180,6 +180,43 @@ def predict(input: str = typer.Option(..., "--input", help="CSV/Parquet of the f
     out.print(f"wrote {n} predictions from {uri} to {output}")
 
 
+@app.command()
+def sweep(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
+          set_: list[str] = typer.Option([], "--set", help="e.g. --set sweep.batch_sizes=[128,512]")) -> None:
+    """Train every available precision (and sweep.batch_sizes) as nested runs; log the trade-off table and
+    Pareto plot; name the precision the gate would pick. Registers nothing."""
+    from pipeline.setup import setup_tracking
+
+    root, cfg = _config(config, data, set_)
+    uri = setup_tracking(root)
+    from flows.sweep import sweep_flow
+
+    outcome = sweep_flow(cfg, root)
+    out.print(outcome.table, markup=False)
+    picks = "; ".join(f"batch {b}: {p or 'nothing passed'}" for b, p in outcome.picks)
+    out.print(f"The gate would pick: {picks}. Pareto plot {outcome.plot}; parent run {outcome.parent_run_id} "
+              f"in {uri}", markup=False)
+
+
+@app.command("noise-floor")
+def noise_floor(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
+                seeds: Optional[int] = typer.Option(None, "--seeds", help="fp32 trainings (default sweep.noise_seeds)"),
+                set_: list[str] = typer.Option([], "--set")) -> None:
+    """Train fp32 with N seeds; report the spread of every gated figure and the tolerances it suggests."""
+    from pipeline.setup import setup_tracking
+
+    root, cfg = _config(config, data, set_ + ([f"sweep.noise_seeds={seeds}"] if seeds is not None else []))
+    uri = setup_tracking(root)
+    from flows.sweep import noise_floor_flow
+
+    outcome = noise_floor_flow(cfg, root, cfg.sweep.noise_seeds)
+    out.print(outcome.report, markup=False)
+    tight = [r.config_key for r in outcome.rows if r.tighter_than_noise]
+    out.print(("Tighter than the noise (fp32 alone can fail them): " + ", ".join(tight)) if tight else
+              "Every configured tolerance is looser than the seed-to-seed noise.", markup=False)
+    out.print(f"Parent run {outcome.parent_run_id} in {uri}", markup=False)
+
+
 @app.command("restore-data")
 def restore_data() -> None:
     """Restore data/ as pinned by data.dvc: dvc pull, else rebuild and verify against data.dvc."""

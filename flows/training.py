@@ -88,14 +88,17 @@ def _checkpointing(cfg: Config, root: Path, key: str, precision: str, resume: bo
 
 @task(name="train-precision", cache_policy=NO_CACHE)
 def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id: str, root: Path,
-                    ckpt: Checkpointing | None = None) -> tuple[TrainResult, EvalResult, str]:
+                    ckpt: Checkpointing | None = None, run_name: str | None = None
+                    ) -> tuple[TrainResult, EvalResult, str]:
     policy = make_policy(precision, resolve_device(cfg.train.device))
-    run_id = registry.start_run(cfg.registry.experiment, precision, artifact_location(root), parent_id=parent_id)
+    run_id = registry.start_run(cfg.registry.experiment, run_name or precision, artifact_location(root),
+                                parent_id=parent_id)
     try:
         distributed.announce("train", precision)  # under torchrun the other ranks join this training
         result = train(sp, cfg.train, policy, ckpt)
-        ev = evaluate(result.model, sp, policy)
+        ev = evaluate(result.model, sp, policy, cfg.gate.fgsm_epsilon, cfg.gate.latency_repeats)
         registry.log_training(run_id, result, ev, sp.classes)
+        registry.log_values(run_id, params={"train.batch_size": cfg.train.batch_size, "train.seed": cfg.train.seed})
     except BaseException:
         registry.end_run(run_id, ok=False)
         raise
@@ -125,22 +128,33 @@ def probe_precisions(cfg: Config, sp: data_stage.Split, parent_id: str) -> tuple
 
 
 @task(name="gate-candidates", cache_policy=NO_CACHE)
-def gate_candidates(cfg: Config, results: list[TrainResult], evals: list[EvalResult]) -> GateReport:
-    return gate([CandidateMetrics(r.precision, e.accuracy, e.macro_f1, r.samples_per_s, r.peak_memory_bytes,
-                                  r.nonfinite_losses, r.skipped_share, r.stop_reason)
-                 for r, e in zip(results, evals)], cfg.gate)
+def gate_candidates(cfg: Config, sp: data_stage.Split, results: list[TrainResult], evals: list[EvalResult],
+                    parent_id: str) -> GateReport:
+    report = gate([CandidateMetrics.of(r, e) for r, e in zip(results, evals)], sp.y_test, cfg.gate,
+                  classes=sp.classes)
+    registry.log_gate(parent_id, report)
+    return report
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
 def register_model(cfg: Config, run_id: str, parent_id: str, result: TrainResult, ev: EvalResult,
-                   sp: data_stage.Split, report: GateReport, prov: Provenance) -> Registration:
-    return registry.register(cfg, run_id, parent_id, result, ev, sp, report, prov, validation_passed=True)
+                   sp: data_stage.Split, report: GateReport, prov: Provenance, validation: str) -> Registration:
+    return registry.register(cfg, run_id, parent_id, result, ev, sp, report, prov, validation_passed=True,
+                             validation_summary=validation)
 
 
 @flow(name="mpops-training", log_prints=True)
 def training_flow(cfg: Config, root: Path, resume: bool = False) -> RunOutcome | State:
     """`resume`: continue each precision from its last checkpoint of the same config and data."""
     return _user_error_as_state(_training, cfg, root, resume)
+
+
+def validated_split(cfg: Config, root: Path, parent_id: str, ds: data_stage.Dataset
+                    ) -> tuple[data_stage.Split, ValidationReport]:
+    """Validation then split, shared by run, sweep and noise-floor: nothing trains on data that failed."""
+    report = validate(cfg, root, ds, return_state=True).result()
+    report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
+    return split(cfg, ds, return_state=True).result(), report
 
 
 def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
@@ -153,19 +167,14 @@ def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
     ok = False
     try:
         registry.log_values(parent_id, params=cfg.as_flat_dict())
-        report = validate(cfg, root, ds, return_state=True).result()
-        report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
-        sp = split(cfg, ds, return_state=True).result()
+        sp, report = validated_split(cfg, root, parent_id, ds)
         key = run_key(cfg.train, cfg.data, prov.data_md5)
         probes = probe_precisions(cfg, sp, parent_id) if cfg.probe.steps and len(cfg.precisions) > 1 else ()
         kept = [p for p in cfg.precisions if p not in {r.precision for r in probes if r.dropped}]
         trained = [train_precision(cfg, sp, p, parent_id, root, _checkpointing(cfg, root, key, p, resume))
                    for p in kept]
         results, evals = [t[0] for t in trained], [t[1] for t in trained]
-        verdicts = gate_candidates(cfg, results, evals)
-        registry.log_text(parent_id, verdicts.to_json(), "gate/report.json")
-        registry.log_values(parent_id, tags={"gate.selected": verdicts.selected or "none",
-                                             "gate.reason": verdicts.reason[:5000]})
+        verdicts = gate_candidates(cfg, sp, results, evals, parent_id)
         logger.info("what each precision bought here: %s", what_it_bought(verdicts) or "only fp32 was trained")
         if verdicts.selected is None:
             failed = GateFailed(f"no candidate passed the gates: {verdicts.reason}; nothing registered",
@@ -174,7 +183,7 @@ def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
             raise failed
         chosen = kept.index(verdicts.selected)
         registration = register_model(cfg, trained[chosen][2], parent_id, results[chosen], evals[chosen], sp,
-                                      verdicts, prov)
+                                      verdicts, prov, report.summary())
         remove_run(root / cfg.train.checkpoint_dir, key)
         ok = True
     finally:
@@ -182,4 +191,4 @@ def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
     return RunOutcome(parent_id, tuple(results), tuple(evals), verdicts, registration, probes)
 
 
-__all__ = ["training_flow", "RunOutcome"]
+__all__ = ["training_flow", "RunOutcome", "validated_split"]

@@ -74,11 +74,48 @@ class ProbeConfig:
     max_skipped_share: float = 0.5  # drop a candidate that skipped more probe steps than this for overflow
 
 
+SELECTIONS = ("fastest", "most-accurate")  # or a precision name: always that one, if it passes
+
+
 @dataclass(frozen=True)
 class GateConfig:
+    """Each candidate against the fp32 baseline; see pipeline/gate.py for how each value is read."""
+
+    selection: str = "fastest"
+    min_accuracy: float = 0.9  # absolute floor, the baseline included
+    # Quality: a candidate may be worse than fp32 by at most the absolute tolerance AND at most the
+    # relative one (a share of fp32's value), like TFX's change thresholds. Accuracy uses the lower
+    # bound of the paired bootstrap interval of the delta, not the point estimate.
     accuracy_tolerance: float = 0.01
-    min_speedup: float = 1.0
-    min_accuracy: float = 0.9
+    macro_f1_tolerance: float = 0.015
+    precision_tolerance: float = 0.015  # macro precision
+    recall_tolerance: float = 0.015  # macro recall
+    relative_tolerance: float = 0.02
+    two_sided: bool = False  # true: a change beyond tolerance in the good direction fails too
+    ci_level: float = 0.95
+    bootstrap_samples: int = 2000
+    mcnemar_alpha: float = 0.05  # fails a candidate significantly worse than fp32 on the discordant pairs
+    min_agreement: float = 0.95  # share of test rows where candidate and fp32 predict the same class
+    max_prob_diff: float = 1.0  # largest |p_candidate - p_fp32| over rows and classes; 1.0: reported only
+    max_class_recall_drop: float = 0.1  # per class, fp32 recall minus candidate recall
+    max_ece_increase: float = 0.03
+    max_brier_increase: float = 0.03
+    fgsm_epsilon: float = 0.1  # FGSM step, in units of each feature's training standard deviation
+    max_fgsm_drop: float = 0.05  # (fp32 - candidate) accuracy under FGSM
+    min_speedup: float = 1.0  # training throughput vs fp32
+    max_memory_ratio: float = 1.5  # peak training memory vs fp32
+    max_latency_ratio: float = 2.0  # p50 inference latency at batch 256 vs fp32
+    latency_repeats: int = 20  # timed calls at batch 256 (10x that at batch 1); 0 fails the latency check
+    max_skipped_share: float = 0.05  # optimizer steps skipped for overflow (fp16)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """`mpops sweep` and `mpops noise-floor`."""
+
+    precisions: tuple[str, ...] = ()  # empty: every precision this device can run
+    batch_sizes: tuple[int, ...] = ()  # empty: train.batch_size only
+    noise_seeds: int = 5  # fp32 trainings for the noise floor (seeds train.seed, train.seed+1, ...)
 
 
 @dataclass(frozen=True)
@@ -95,6 +132,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def as_flat_dict(self) -> dict[str, Any]:
@@ -113,7 +151,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             raise ConfigError(f"config: {where} must be a list, got {value!r}")
-        return tuple(str(i).strip() for i in items if str(i).strip())
+        item_type = typ.__args__[0]
+        return tuple(_coerce(str(i).strip(), item_type, where) for i in items if str(i).strip())
     if typ is bool:
         if isinstance(value, str):
             if value.lower() in ("true", "1", "yes"):
@@ -209,9 +248,9 @@ def validate_config(cfg: Config) -> None:
         (0.0 <= cfg.probe.max_skipped_share <= 1.0, "probe.max_skipped_share must be between 0 and 1"),
         (cfg.train.device in ("auto", "cpu") or cfg.train.device.startswith("cuda"),
          "train.device must be auto, cpu or cuda[:N]"),
-        (cfg.gate.accuracy_tolerance >= 0, "gate.accuracy_tolerance must be 0 or more"),
-        (cfg.gate.min_speedup > 0, "gate.min_speedup must be positive"),
-        (0.0 <= cfg.gate.min_accuracy <= 1.0, "gate.min_accuracy must be between 0 and 1"),
+        *_gate_checks(cfg.gate, cfg.precisions),
+        (all(b > 0 for b in cfg.sweep.batch_sizes), "sweep.batch_sizes must be positive"),
+        (cfg.sweep.noise_seeds >= 2, "sweep.noise_seeds must be 2 or more: the noise is seed-to-seed"),
         (bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty"),
         *_validation_checks(cfg.validation),
     ]
@@ -237,6 +276,27 @@ def _check_precisions(cfg: Config) -> None:
     if scaler_set and "fp16" not in cfg.precisions:
         raise ConfigError(f"config: train.{scaler_set[0]} configures fp16's loss scaler, but the precisions "
                           f"({','.join(cfg.precisions)}) have none; bf16 needs no loss scaling: drop it or add fp16")
+
+
+def _gate_checks(g: GateConfig, precisions: tuple[str, ...]) -> list[tuple[bool, str]]:
+    from pipeline.precision import PRECISIONS as known
+
+    shares = ("min_accuracy", "accuracy_tolerance", "macro_f1_tolerance", "precision_tolerance", "recall_tolerance",
+              "relative_tolerance", "mcnemar_alpha", "min_agreement", "max_prob_diff", "max_class_recall_drop",
+              "max_ece_increase", "max_brier_increase", "max_fgsm_drop", "max_skipped_share")
+    return [
+        (g.selection in SELECTIONS or g.selection in known,
+         f"gate.selection must be {', '.join(SELECTIONS)} or a precision name"),
+        (g.selection in SELECTIONS or g.selection in precisions,
+         f"gate.selection is {g.selection} but precisions ({','.join(precisions)}) do not train it"),
+        *[(0.0 <= getattr(g, k) <= 1.0, f"gate.{k} must be between 0 and 1") for k in shares],
+        (0.5 <= g.ci_level < 1.0, "gate.ci_level must be in [0.5, 1)"),
+        (g.bootstrap_samples >= 100, "gate.bootstrap_samples must be 100 or more"),
+        (g.fgsm_epsilon >= 0, "gate.fgsm_epsilon must be 0 or more"),
+        (g.min_speedup > 0 and g.max_memory_ratio > 0 and g.max_latency_ratio > 0,
+         "gate.min_speedup, gate.max_memory_ratio and gate.max_latency_ratio must be positive"),
+        (g.latency_repeats >= 0, "gate.latency_repeats must be 0 or more"),
+    ]
 
 
 def _validation_checks(v: ValidationConfig) -> list[tuple[bool, str]]:

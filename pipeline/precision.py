@@ -116,6 +116,18 @@ def check_supported(name: str, device: torch.device) -> None:
             raise ConfigError("config: fp8 needs torchao (`pip install torchao`); or use bf16") from None
 
 
+def available_precisions(device: torch.device) -> tuple[str, ...]:
+    """Every mode this device can run (for `mpops sweep`)."""
+    out = []
+    for name in PRECISIONS:
+        try:
+            check_supported(name, device)
+        except ConfigError:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
 def make_policy(name: str, device: torch.device) -> PrecisionPolicy:
     check_supported(name, device)
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}.get(name)

@@ -68,6 +68,30 @@ def log_artifacts(run_id: str, folder: str | Path, artifact_path: str) -> None:
     MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
 
 
+def log_gate(parent_id: str, report: GateReport) -> None:
+    """The report as JSON and Markdown, the verdict as tags and run description, per-check figures as metrics."""
+    log_text(parent_id, report.to_json(), "gate/report.json")
+    markdown = report.to_markdown()
+    log_text(parent_id, markdown, "gate/report.md")
+    metrics = {}
+    for v in report.verdicts:
+        metrics[f"gate.{v.precision}.passed"] = float(v.passed)
+        if v.comparison:
+            c = v.comparison
+            metrics.update({f"gate.{v.precision}.agreement": c.agreement,
+                            f"gate.{v.precision}.accuracy_ci_low": c.accuracy_ci[0],
+                            f"gate.{v.precision}.accuracy_ci_high": c.accuracy_ci[1],
+                            f"gate.{v.precision}.mcnemar_p": c.mcnemar_p,
+                            f"gate.{v.precision}.max_prob_diff": c.max_prob_diff,
+                            f"gate.{v.precision}.speedup": v.speedup,
+                            f"gate.{v.precision}.latency_ratio": v.latency_ratio})
+    log_values(parent_id, metrics=metrics, tags={
+        "gate.selected": report.selected or "none", "gate.selection": report.selection,
+        "gate.reason": report.reason[:5000],
+        # the run page shows this tag as the run's description
+        "mlflow.note.content": markdown[:60000]})
+
+
 def log_training(run_id: str, result: TrainResult, ev: EvalResult, classes: tuple) -> None:
     metrics = {
         "train.samples_per_s": result.samples_per_s, "train.peak_memory_mb": result.peak_memory_bytes / 2**20,
@@ -77,8 +101,12 @@ def log_training(run_id: str, result: TrainResult, ev: EvalResult, classes: tupl
         "train.stopped_early": float(result.stop_reason is not None),
         # training ~ 3x forward FLOPs; compare with bench/matmul_peak.py for model FLOP utilisation
         "train.model_gflops_per_s": 3 * result.spec.flops_per_sample * result.samples_per_s / 1e9,
-        "eval.accuracy": ev.accuracy, "eval.macro_f1": ev.macro_f1,
+        "eval.accuracy": ev.accuracy, "eval.macro_f1": ev.macro_f1, "eval.macro_precision": ev.macro_precision,
+        "eval.macro_recall": ev.macro_recall, "eval.ece": ev.ece, "eval.brier": ev.brier,
+        "eval.fgsm_accuracy": ev.fgsm_accuracy,
     }
+    if ev.latency:
+        metrics.update({f"eval.latency.{k}": v for k, v in asdict(ev.latency).items()})
     metrics.update({f"eval.recall.class_{c}": r for c, r in zip(classes, ev.per_class_recall)})
     tags = {**result.policy.tags, "train.stop_reason": result.stop_reason or "none"}
     log_values(run_id, metrics=metrics, tags=tags,
@@ -121,24 +149,71 @@ def _log_model(run_id: str, result: TrainResult, split: Split) -> str:
     return info.model_uri
 
 
-def _champion_decision(client: MlflowClient, name: str, accuracy: float) -> tuple[bool, str]:
+def _champion_eval(client: MlflowClient, name: str, version: str, split: Split) -> EvalResult | str:
+    """The current champion scored on the current test rows, or why it cannot be."""
+    from pipeline.evaluate import evaluate
+
+    try:
+        champ = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    except Exception as e:  # MLflow raises several types for a missing or unreadable model
+        return f"it could not be loaded ({str(e).splitlines()[0][:200]})"
+    if list(champ.features) != list(split.feature_columns) or [str(c) for c in champ.classes] != \
+            [str(c) for c in split.classes]:
+        return "its feature columns or classes differ from the current data"
+    return evaluate(champ.model, split, champ.policy, fgsm_epsilon=0.0)
+
+
+def _champion_decision(client: MlflowClient, cfg: Config, ev: EvalResult, split: Split) -> tuple[bool, str]:
+    """`champion` moves only if the new model passes the gate's quality comparison against the
+    current champion, re-scored on the current test data (not its own, older, figures)."""
+    from pipeline.gate import compare, quality_checks
+
+    name = cfg.registry.model_name
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return True, "no champion yet"
-    champ_acc = float(current.tags.get("eval.accuracy", "nan"))
-    if math.isnan(champ_acc) or accuracy >= champ_acc:
-        return True, f"accuracy {accuracy:.4f} >= champion v{current.version} {champ_acc:.4f}"
-    return False, f"accuracy {accuracy:.4f} < champion v{current.version} {champ_acc:.4f}; champion stays"
+    champ = _champion_eval(client, name, current.version, split)
+    if isinstance(champ, str):
+        return True, f"champion v{current.version} cannot be compared: {champ}; the new version replaces it"
+    cmp = compare(champ, ev, split.y_test, cfg.gate)
+    failed = [c for c in quality_checks(champ, ev, cmp, cfg.gate, tuple(map(str, split.classes))) if not c.passed]
+    figures = (f"accuracy {ev.accuracy:.4f} vs champion v{current.version} {champ.accuracy:.4f} on the current "
+               f"test data (delta CI [{cmp.accuracy_ci[0]:+.4f}, {cmp.accuracy_ci[1]:+.4f}])")
+    if failed:
+        return False, f"{figures}; failed {'; '.join(c.describe() for c in failed)}; champion stays"
+    return True, f"{figures}; passed the quality comparison against the champion"
+
+
+def _description(result: TrainResult, ev: EvalResult, report: GateReport, parent_run_id: str, prov: Provenance,
+                 run_url: str) -> str:
+    from pipeline.report import verdict_table
+
+    return (f"{result.precision} model selected by the mpops gate; parent run [{parent_run_id}]({run_url}).\n\n"
+            f"Gate ({report.selection}): {report.reason}\n\nTest accuracy {ev.accuracy:.4f}, macro-F1 "
+            f"{ev.macro_f1:.4f}, ECE {ev.ece:.4f}; data md5 {prov.dvc_md5 or prov.data_md5}; git "
+            f"{prov.git_commit[:12]}.\n\n{verdict_table(report.verdict(result.precision))}\n\n"
+            f"Full report: gate/report.md and model_card.md in the model's run.")
+
+
+def _run_url(run_id: str) -> str:
+    run = MlflowClient().get_run(run_id)
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith("http") else ""
+    return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
 def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, ev: EvalResult, split: Split,
-             report: GateReport, prov: Provenance, validation_passed: bool) -> Registration:
+             report: GateReport, prov: Provenance, validation_passed: bool,
+             validation_summary: str = "") -> Registration:
     """Log, register and tag the model; aliases move only once the version is complete.
 
     A failure before the aliases move deletes the half-made version, so the registry never
-    shows a version without its tags and description.
+    shows a version without its tags, description and model card.
     """
+    from pipeline.precision import device_label
+    from pipeline.report import CardFacts, model_card
+
     name = cfg.registry.model_name
     verdict = report.verdict(result.precision)
     tags = {
@@ -146,9 +221,18 @@ def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, 
         "gate.passed": str(verdict.passed).lower(), "gate.speedup_vs_fp32": f"{verdict.speedup:.2f}",
         "gate.accuracy_delta_vs_fp32": f"{verdict.accuracy_delta:.4f}",
         "gate.memory_ratio_vs_fp32": f"{verdict.memory_ratio:.2f}", "gate.reason": report.reason[:5000],
+        "gate.selection": report.selection,
         "validation.passed": str(validation_passed).lower(), "eval.accuracy": f"{ev.accuracy:.6f}",
-        "eval.macro_f1": f"{ev.macro_f1:.6f}", "mlflow.parent_run_id": parent_run_id,
+        "eval.macro_f1": f"{ev.macro_f1:.6f}", "eval.ece": f"{ev.ece:.6f}", "mlflow.parent_run_id": parent_run_id,
     }
+    card = model_card(CardFacts(name, result.precision, device_label(result.policy.device), torch.__version__,
+                                prov.dvc_md5 or prov.data_md5, prov.git_commit, len(split.y_train) + len(split.y_test),
+                                len(split.feature_columns), tuple(map(str, split.classes)),
+                                validation_summary or f"passed: {validation_passed}", parent_run_id), report)
+    # Everything the version will point at is written first: a failure here registers nothing.
+    log_text(run_id, card, "model_card.md")
+    log_text(run_id, report.to_markdown(), "gate/report.md")
+    log_text(run_id, report.to_json(), "gate/report.json")
     model_uri = _log_model(run_id, result, split)
     client = MlflowClient()
     try:
@@ -157,12 +241,10 @@ def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, 
         client.create_registered_model(name, description="mpops: mixed-precision models gated against fp32")
     version = mlflow.register_model(model_uri, name, tags=tags)
     try:
-        description = (f"{result.precision} model selected by the mpops gate (parent run {parent_run_id}).\n\n"
-                       f"Gate: {report.reason}\n\nTest accuracy {ev.accuracy:.4f}, macro-F1 {ev.macro_f1:.4f}; "
-                       f"data md5 {prov.dvc_md5 or prov.data_md5}; git {prov.git_commit[:12]}.")
-        client.update_model_version(name, version.version, description=description)
-        move, champion_reason = _champion_decision(client, name, ev.accuracy)
-        client.set_model_version_tag(name, version.version, "registry.champion_decision", champion_reason)
+        client.update_model_version(name, version.version, description=_description(
+            result, ev, report, parent_run_id, prov, _run_url(parent_run_id)))
+        move, champion_reason = _champion_decision(client, cfg, ev, split)
+        client.set_model_version_tag(name, version.version, "registry.champion_decision", champion_reason[:5000])
     except Exception:
         client.delete_model_version(name, version.version)
         raise

@@ -62,6 +62,12 @@ class ValidationReport:
                            "label_suspects": len(self.label_suspects),
                            "checks": [asdict(c) for c in self.checks]}, indent=2, default=str)
 
+    def summary(self) -> str:
+        """One line for the model card."""
+        status = "passed" if self.passed else f"FAILED ({', '.join(c.name for c in self.failed)})"
+        return (f"{status}: {len(self.checks)} checks of suite {self.suite} on {self.rows} rows, "
+                f"{len(self.warnings)} warning(s), {len(self.label_suspects)} suspected label error(s)")
+
     def raise_if_failed(self, where: str = "") -> None:
         if self.passed:
             return

@@ -1,6 +1,9 @@
 """Registration against a private SQLite store, without Prefect."""
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -29,8 +32,7 @@ def trained(tmp_path_factory, digits_frame):
     policy = make_policy("fp32", torch.device("cpu"))
     result = train(sp, cfg.train, policy)
     ev = evaluate(result.model, sp, policy)
-    report = gate([CandidateMetrics("fp32", ev.accuracy, ev.macro_f1, result.samples_per_s,
-                                    result.peak_memory_bytes, 0)], cfg.gate)
+    report = gate([CandidateMetrics.of(result, ev)], sp.y_test, cfg.gate, classes=sp.classes)
     return cfg, sp, result, ev, report, collect_provenance(ROOT, ds.files)
 
 
@@ -53,13 +55,50 @@ def test_failure_mid_registration_leaves_no_version_and_no_alias(tracking_store,
     assert client.get_registered_model("digits-classifier").aliases == {}
 
 
-def test_champion_moves_only_for_an_equal_or_better_model(tracking_store, trained):
+def _degraded(result):
+    """The same model with class 3 silenced: its last layer can no longer pick it."""
+    model = copy.deepcopy(result.model)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias[3] = -1e4
+    return dataclasses.replace(result, model=model)
+
+
+def test_champion_moves_only_if_the_new_model_passes_the_quality_comparison(tracking_store, trained):
+    cfg, sp, result, ev, report, prov = trained
     client = MlflowClient()
-    first = _register(tracking_store, trained)
-    assert set(first.aliases) == {"champion", "challenger"}
-    # Pretend the champion was better than anything this run can do.
-    client.set_model_version_tag("digits-classifier", first.version, "eval.accuracy", "0.999999")
-    second = _register(tracking_store, trained)
-    assert second.aliases == ("challenger",) and "champion stays" in second.champion_reason
-    assert str(client.get_model_version_by_alias("digits-classifier", "champion").version) == first.version
-    assert str(client.get_model_version_by_alias("digits-classifier", "challenger").version) == second.version
+    bad = _degraded(result)
+    bad_ev = evaluate(bad.model, sp, bad.policy)
+    assert bad_ev.per_class_recall[3] == 0.0
+
+    def register(r, e):
+        parent = registry.start_run("t", "pipeline", None)
+        child = registry.start_run("t", "fp32", None, parent_id=parent)
+        return registry.register(cfg, child, parent, r, e, sp, report, prov, validation_passed=True)
+
+    first = register(bad, bad_ev)
+    assert set(first.aliases) == {"champion", "challenger"} and first.champion_reason == "no champion yet"
+    second = register(result, ev)  # better than the champion on the current test rows: it moves
+    assert set(second.aliases) == {"champion", "challenger"}, second.champion_reason
+    assert "passed the quality comparison against the champion" in second.champion_reason
+    third = register(bad, bad_ev)  # the planted degradation is rejected: the champion stays
+    assert third.aliases == ("challenger",)
+    assert "champion stays" in third.champion_reason and "class 3 recall fell" in third.champion_reason
+    assert str(client.get_model_version_by_alias("digits-classifier", "champion").version) == second.version
+    assert str(client.get_model_version_by_alias("digits-classifier", "challenger").version) == third.version
+    assert client.get_model_version("digits-classifier", third.version).tags["registry.champion_decision"] == \
+        third.champion_reason
+
+
+def test_version_carries_model_card_gate_report_and_description(tracking_store, trained):
+    reg = _register(tracking_store, trained)
+    client = MlflowClient()
+    version = client.get_model_version("digits-classifier", reg.version)
+    assert "| group | check | value | threshold | verdict |" in version.description
+    assert "/runs/" in version.description
+    files = {f.path for f in client.list_artifacts(version.run_id)} | \
+        {f.path for f in client.list_artifacts(version.run_id, "gate")}
+    assert {"model_card.md", "gate/report.md", "gate/report.json"} <= files
+    card = client.download_artifacts(version.run_id, "model_card.md")
+    text = open(card).read()
+    assert "## Intended use" in text and "## Limits" in text and version.tags["data.md5"] in text

@@ -77,3 +77,23 @@ def test_invalid_precision_settings_are_refused_when_read(overrides, message):
 
 def test_fp16_scaler_settings_with_fp16_are_accepted():
     assert load_config(overrides=["precisions=fp32,fp16", "train.init_scale=1024"]).train.init_scale == 1024
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["gate.selection=cheapest"], "gate.selection must be fastest, most-accurate or a precision name"),
+    (["precisions=fp32,bf16", "gate.selection=fp16"], "do not train it"),
+    (["gate.min_agreement=1.5"], "gate.min_agreement must be between 0 and 1"),
+    (["gate.ci_level=0.2"], "gate.ci_level"),
+    (["gate.bootstrap_samples=10"], "gate.bootstrap_samples"),
+    (["sweep.batch_sizes=64,x"], "sweep.batch_sizes must be int"),
+    (["sweep.noise_seeds=1"], "sweep.noise_seeds must be 2 or more"),
+])
+def test_invalid_gate_and_sweep_settings_are_refused_when_read(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_gate_selection_policies_and_sweep_lists_are_read():
+    cfg = load_config(overrides=["precisions=fp32,bf16", "gate.selection=bf16", "sweep.batch_sizes=64,256"])
+    assert cfg.gate.selection == "bf16" and cfg.sweep.batch_sizes == (64, 256)
+    assert load_config(overrides=["gate.selection=most-accurate"]).gate.selection == "most-accurate"
