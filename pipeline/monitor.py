@@ -451,14 +451,16 @@ def _markdown(report: DriftReport, batch_path: str, model_uri: str, table: pd.Da
 
 
 def plot_features(report: DriftReport, reference: ReferenceStats, batch: Batch, folder: Path, top_k: int) -> list[Path]:
-    """One PNG per drifted feature plus the top_k others by PSI: reference sample vs batch histograms."""
+    """One PNG per drifted feature, per feature with values beyond fp16 range, plus the top_k others by PSI:
+    reference sample vs batch histograms. Not all features: 64 plots cost seconds and bury the ones that matter."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the report is written on servers and in CI
     import matplotlib.pyplot as plt
 
     drifted = [f.name for f in report.drifted_features]
-    rest = [f.name for f in sorted(report.features, key=lambda f: -f.psi) if not f.drifted][:top_k]
+    drifted += [f.name for f in report.features if f.fp16_overflow and not f.drifted]
+    rest = [f.name for f in sorted(report.features, key=lambda f: -f.psi) if f.name not in drifted][:top_k]
     index = {n: j for j, n in enumerate(reference.feature_columns)}
     by_name = {f.name: f for f in report.features}
     folder.mkdir(parents=True, exist_ok=True)

@@ -133,7 +133,8 @@ def _champion_decision(client: MlflowClient, name: str, accuracy: float) -> tupl
 
 
 def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, ev: EvalResult, split: Split,
-             report: GateReport, prov: Provenance, validation_passed: bool) -> Registration:
+             report: GateReport, prov: Provenance, validation_passed: bool,
+             fp32_result: TrainResult | None = None) -> Registration:
     """Log, register and tag the model; aliases move only once the version is complete.
 
     A failure before the aliases move deletes the half-made version, so the registry never
@@ -150,6 +151,9 @@ def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, 
         "eval.macro_f1": f"{ev.macro_f1:.6f}", "mlflow.parent_run_id": parent_run_id,
     }
     model_uri = _log_model(run_id, result, split)
+    # Drift reference + fp32 twin into the same run before the version exists: registration stays all-or-nothing.
+    from pipeline.monitor import log_reference
+    log_reference(run_id, cfg.monitor, result, ev, split, fp32_result)
     client = MlflowClient()
     try:
         client.get_registered_model(name)
