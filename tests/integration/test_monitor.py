@@ -164,6 +164,18 @@ def test_a_missing_model_is_a_clear_error(registered, capsys):
     assert "error: monitor: cannot load models:/no-such-model@champion" in err and "Traceback" not in err
 
 
+def test_a_champion_without_a_reference_is_a_clear_error(registered, capsys, monkeypatch):
+    """A version registered before drift monitoring existed has no monitoring/ folder in its run."""
+    from pipeline import monitor
+
+    monkeypatch.setattr(monitor, "REFERENCE_DIR", "not-there")
+    code = _monitor(registered, registered[2], "unchanged.csv")
+    err = capsys.readouterr().err
+    assert code not in (0, 5)
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "has no drift reference under not-there/" in line and "register a new version with `mpops run`" in line
+
+
 def test_retrain_on_drift_runs_the_training_flow(registered, capsys):
     """Last in the module: it registers version 2."""
     from mlflow import MlflowClient

@@ -152,6 +152,15 @@ def test_precision_drift_is_a_drop_in_fp32_twin_agreement(reference):
     assert report.metrics()["monitor.agreement_drop"] == pytest.approx(0.09)
 
 
+def test_without_a_twin_precision_drift_is_not_checked(train_x):
+    ref = monitor.reference_stats(train_x, FEATURES, CLASSES, "fp16", _balanced(300), 0.9, None, MonitorConfig())
+    assert ref.agreement_rate is None
+    report = monitor.compare(_fresh(300, seed=11), ref, MonitorConfig(), _balanced(300), twin_pred=None)
+    assert report.agreement is None and not report.drifted
+    assert "monitor.agreement" not in report.metrics()
+    assert "fp32-twin agreement" not in report.verdict
+
+
 def test_prediction_distribution_drift(reference):
     x = _fresh(300, seed=8)
     pred = np.zeros(300, dtype=np.int64)  # everything predicted as class 0
