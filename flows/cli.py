@@ -227,8 +227,10 @@ def monitor(batch: str = typer.Option(..., "--batch", help="CSV/Parquet of the f
     checks = ", ".join(r.split(":")[0] for r in report.reasons)
     out.print(f"Verdict: drift ({checks})" if report.drifted else f"Verdict: {report.verdict}", markup=False)
     if report.drifted:
-        raise DriftDetected(f"monitor: drift detected in {batch} ({len(report.reasons)} check(s) failed); "
-                            f"see {outcome.report_dir / 'report.md'}",
+        todo = (f"retrain: {outcome.retrain}" if outcome.retrain
+                else "check the data source, or retrain (`mpops run`, or `mpops monitor --retrain`)")
+        raise DriftDetected(f"monitor: drift detected in {batch} ({checks}); report {outcome.report_dir / 'report.md'}; "
+                            f"{todo}",
                             detail="\n".join(f"  {r}" for r in report.reasons))
 
 

@@ -378,7 +378,10 @@ def load_champion(model_uri: str) -> Champion:
     if model_uri.startswith("models:/"):
         from mlflow.store.artifact.utils.models import get_model_name_and_version
 
-        name, version = get_model_name_and_version(MlflowClient(), model_uri)
+        try:
+            name, version = get_model_name_and_version(MlflowClient(), model_uri)
+        except Exception:  # e.g. models:/m-<id>, a logged model outside the registry: no version to report
+            name = version = None
     run_id = model.metadata.run_id
     with tempfile.TemporaryDirectory() as tmp:
         try:

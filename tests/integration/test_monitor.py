@@ -112,8 +112,9 @@ def test_shifted_features_drift_and_are_named(registered, capsys):
     code = _monitor(registered, shifted, "shifted.csv")
     captured = capsys.readouterr()
     assert code == 5
-    first = captured.err.splitlines()[0]
-    assert first.startswith("error: monitor: drift detected in") and first.endswith("report.md")
+    [first] = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert first.startswith("error: monitor: drift detected in") and "(feature drift); report " in first
+    assert first.endswith("or retrain (`mpops run`, or `mpops monitor --retrain`)")
     assert "feature drift: 3 of 64 features drifted" in captured.err
     assert all(c in captured.out and c in captured.err for c in SHIFTED)
     table = pd.read_csv(folder / "report" / "report.csv")
@@ -184,8 +185,11 @@ def test_retrain_on_drift_runs_the_training_flow(registered, capsys):
     shifted = test_rows.copy()
     shifted["pixel_36"] = shifted["pixel_36"] + 8
     code = _monitor(registered, shifted, "retrain.csv", "--retrain")
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 5
     assert "Retrain: retrained: registered digits-classifier version 2" in out
+    [error] = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert "; retrain: retrained: registered digits-classifier version 2" in error
     assert _last_monitor_run().data.tags["monitor.retrain"].startswith("retrained: registered digits-classifier")
     assert len(MlflowClient().search_model_versions("name='digits-classifier'")) == 2
