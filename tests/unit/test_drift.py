@@ -235,3 +235,44 @@ def test_report_files_and_plots_for_drifted_and_top_features(reference, tmp_path
     plots = sorted(p.name for p in (folder / "plots").iterdir())
     assert "f2.png" in plots and len(plots) == 3  # the drifted one plus the top 2 others
     assert (folder / "plots" / "f2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_retrain_uses_the_deployment_when_a_server_has_it(monkeypatch):
+    """With PREFECT_API_URL set, --retrain starts the nightly deployment instead of a subflow."""
+    import logging
+    import types
+    import uuid
+
+    import prefect.deployments
+
+    from flows import monitoring
+    from prefect.exceptions import ObjectNotFound
+
+    monkeypatch.setattr(monitoring, "get_run_logger", lambda: logging.getLogger("test"))
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    calls = []
+    run_id = uuid.uuid4()
+
+    def fake_run_deployment(name, timeout):
+        calls.append((name, timeout))
+        return types.SimpleNamespace(name="brave-otter", id=run_id)
+
+    monkeypatch.setattr(prefect.deployments, "run_deployment", fake_run_deployment)
+    said = monitoring._retrain(None, None)
+    assert calls == [("mpops-training/nightly-retrain", 0)]
+    assert said == f"started deployment mpops-training/nightly-retrain: flow run brave-otter ({run_id})"
+
+    def missing(name, timeout):
+        raise ObjectNotFound(None)
+
+    subflow = []
+    monkeypatch.setattr(prefect.deployments, "run_deployment", missing)
+    import flows.training
+
+    def fake_training_flow(cfg, root, return_state):
+        subflow.append(cfg)
+        return types.SimpleNamespace(is_completed=lambda: False, message="no candidate passed the gates")
+
+    monkeypatch.setattr(flows.training, "training_flow", fake_training_flow)
+    assert monitoring._retrain("cfg", None) == "retraining failed: no candidate passed the gates"
+    assert subflow == ["cfg"]
