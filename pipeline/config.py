@@ -93,8 +93,8 @@ class MonitorConfig:
 
     experiment: str = "mpops-monitoring"  # one MLflow run per monitor call
     report_dir: str = "out/monitoring"  # drift report (CSV, Markdown, JSON, plots); relative to the project
-    psi_bins: int = 10  # quantile bins of the training split
-    reference_sample: int = 2000  # training values kept per feature for the KS test
+    psi_bins: int = 10  # quantile bins of the training split (read at registration, stored in the reference)
+    reference_sample: int = 2000  # training values kept per feature for the KS test (read at registration)
     psi_threshold: float = 0.2  # a feature drifts when its PSI passes this ...
     ks_alpha: float = 0.01  # ... and its KS p-value is below this alpha divided by the number of features
     max_drifted_share: float = 0.0  # the batch drifts when more features than this share drift (0: any one)
