@@ -217,6 +217,60 @@ def noise_floor(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOp
     out.print(f"Parent run {outcome.parent_run_id} in {uri}", markup=False)
 
 
+@app.command()
+def monitor(batch: str = typer.Option(..., "--batch", help="CSV/Parquet of the feature columns (label optional)"),
+            retrain: bool = typer.Option(False, "--retrain", help="on drift, start the training flow"),
+            model_uri: Optional[str] = typer.Option(None, "--model-uri", help="default models:/NAME@champion"),
+            config: Optional[Path] = ConfigOpt,
+            set_: list[str] = typer.Option([], "--set", help="override a config key: --set monitor.psi_threshold=0.3")
+            ) -> None:
+    """Compare a batch with the champion's training reference; exit 5 on drift."""
+    from rich.table import Table
+
+    from pipeline.errors import DriftDetected
+    from pipeline.setup import setup_tracking
+
+    import os
+
+    root, cfg = _config(config, None, set_)
+    setup_tracking(root)
+    # The champion and its reference are downloaded on every call; progress bars only clutter the verdict.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from flows.monitoring import monitor_flow
+
+    outcome = monitor_flow(cfg, root, batch, retrain, model_uri)
+    report = outcome.report
+    version = f" version {outcome.model_version}" if outcome.model_version else ""
+    out.print(f"Monitored {batch}: {report.rows} rows against {outcome.model_uri}{version} ({report.precision})",
+              markup=False)
+    if report.drifted_features:
+        table = Table(title=f"Drifted features ({len(report.drifted_features)} of {len(report.features)})")
+        for col in ("feature", "PSI", "KS p-value", "reference mean", "batch mean", "beyond fp16"):
+            table.add_column(col, justify="left" if col == "feature" else "right")
+        for f in report.drifted_features[:20]:
+            table.add_row(f.name, f"{f.psi:.3f}", f"{f.ks_pvalue:.2g}", f"{f.reference_mean:.3g}",
+                          f"{f.batch_mean:.3g}", str(f.fp16_overflow))
+        out.print(table)
+    acc = "n/a (no labels)" if report.accuracy is None else f"{report.accuracy:.4f}"
+    agree = "n/a" if report.agreement is None else f"{report.agreement:.2%}"
+    ref_agree = "n/a" if report.reference_agreement is None else f"{report.reference_agreement:.2%}"
+    out.print(f"Drifted features {report.drifted_share:.1%}; prediction PSI {report.prediction_psi:.3f}; accuracy "
+              f"{acc} (registered {report.reference_accuracy:.4f}); fp32-twin agreement {agree} (registered "
+              f"{ref_agree}); values beyond fp16 range {report.fp16_overflow}", markup=False)
+    out.print(f"Report: {outcome.report_dir}; MLflow run {outcome.run_id} (experiment {cfg.monitor.experiment})",
+              markup=False)
+    if outcome.retrain:
+        out.print(f"Retrain: {outcome.retrain}", markup=False)
+    checks = ", ".join(r.split(":")[0] for r in report.reasons)
+    out.print(f"Verdict: drift ({checks})" if report.drifted else f"Verdict: {report.verdict}", markup=False)
+    if report.drifted:
+        todo = (f"retrain: {outcome.retrain}" if outcome.retrain
+                else "check the data source, or retrain (`mpops run`, or `mpops monitor --retrain`)")
+        raise DriftDetected(f"monitor: drift detected in {batch} ({checks}); report {outcome.report_dir / 'report.md'}; "
+                            f"{todo}",
+                            detail="\n".join(f"  {r}" for r in report.reasons))
+
+
 @app.command("restore-data")
 def restore_data() -> None:
     """Restore data/ as pinned by data.dvc: dvc pull, else rebuild and verify against data.dvc."""

@@ -138,9 +138,10 @@ def gate_candidates(cfg: Config, sp: data_stage.Split, results: list[TrainResult
 
 @task(name="register-model", cache_policy=NO_CACHE)
 def register_model(cfg: Config, run_id: str, parent_id: str, result: TrainResult, ev: EvalResult,
-                   sp: data_stage.Split, report: GateReport, prov: Provenance, validation: str) -> Registration:
+                   sp: data_stage.Split, report: GateReport, prov: Provenance, validation: str,
+                   fp32_result: TrainResult | None = None) -> Registration:
     return registry.register(cfg, run_id, parent_id, result, ev, sp, report, prov, validation_passed=True,
-                             validation_summary=validation)
+                             validation_summary=validation, fp32_result=fp32_result)
 
 
 @flow(name="mpops-training", log_prints=True)
@@ -183,7 +184,7 @@ def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
             raise failed
         chosen = kept.index(verdicts.selected)
         registration = register_model(cfg, trained[chosen][2], parent_id, results[chosen], evals[chosen], sp,
-                                      verdicts, prov, report.summary())
+                                      verdicts, prov, report.summary(), results[kept.index("fp32")])
         remove_run(root / cfg.train.checkpoint_dir, key)
         ok = True
     finally:

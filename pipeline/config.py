@@ -125,6 +125,24 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """Drift thresholds of `mpops monitor`; the reference they compare with is stored at registration."""
+
+    experiment: str = "mpops-monitoring"  # one MLflow run per monitor call
+    report_dir: str = "out/monitoring"  # drift report (CSV, Markdown, JSON, plots); relative to the project
+    psi_bins: int = 10  # quantile bins of the training split (read at registration, stored in the reference)
+    reference_sample: int = 2000  # training values kept per feature for the KS test (read at registration)
+    psi_threshold: float = 0.2  # a feature drifts when its PSI passes this ...
+    ks_alpha: float = 0.01  # ... and its KS p-value is below this alpha divided by the number of features
+    max_drifted_share: float = 0.0  # the batch drifts when more features than this share drift (0: any one)
+    max_prediction_psi: float = 0.2  # PSI of the predicted class shares vs the test split's
+    max_accuracy_drop: float = 0.05  # batches with labels: registered test accuracy minus batch accuracy
+    max_agreement_drop: float = 0.02  # champion vs its fp32 twin: agreement at registration minus on the batch
+    max_fp16_overflow: int = 0  # feature values with |x| > 65504, which fp16 cannot hold
+    plot_top_k: int = 6  # per-feature plots: the drifted ones plus this many more by PSI
+
+
+@dataclass(frozen=True)
 class Config:
     precisions: tuple[str, ...] = PRECISIONS
     data: DataConfig = field(default_factory=DataConfig)
@@ -134,6 +152,7 @@ class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def as_flat_dict(self) -> dict[str, Any]:
         """Dotted keys (`train.lr`) for MLflow params."""
@@ -253,6 +272,7 @@ def validate_config(cfg: Config) -> None:
         (cfg.sweep.noise_seeds >= 2, "sweep.noise_seeds must be 2 or more: the noise is seed-to-seed"),
         (bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty"),
         *_validation_checks(cfg.validation),
+        *_monitor_checks(cfg.monitor),
     ]
     for ok, message in checks:
         if not ok:
@@ -309,6 +329,21 @@ def _validation_checks(v: ValidationConfig) -> list[tuple[bool, str]]:
         (v.label_error_max_rows >= 100, "validation.label_error_max_rows must be 100 or more"),
         (v.label_error_folds >= 2, "validation.label_error_folds must be 2 or more"),
         (0.0 < v.warn_fraction <= 1.0, "validation.warn_fraction must be in (0, 1]"),
+    ]
+
+
+def _monitor_checks(m: MonitorConfig) -> list[tuple[bool, str]]:
+    return [
+        (bool(m.experiment.strip()), "monitor.experiment must not be empty"),
+        (m.psi_bins >= 2, "monitor.psi_bins must be 2 or more"),
+        (m.reference_sample >= 50, "monitor.reference_sample must be 50 or more"),
+        (m.psi_threshold > 0, "monitor.psi_threshold must be positive"),
+        (0.0 < m.ks_alpha < 1.0, "monitor.ks_alpha must be between 0 and 1"),
+        *[(0.0 <= getattr(m, k) <= 1.0, f"monitor.{k} must be between 0 and 1")
+          for k in ("max_drifted_share", "max_accuracy_drop", "max_agreement_drop")],
+        (m.max_prediction_psi > 0, "monitor.max_prediction_psi must be positive"),
+        (m.max_fp16_overflow >= 0, "monitor.max_fp16_overflow must be 0 or more"),
+        (m.plot_top_k >= 0, "monitor.plot_top_k must be 0 or more"),
     ]
 
 

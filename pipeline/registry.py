@@ -205,7 +205,7 @@ def _run_url(run_id: str) -> str:
 
 def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, ev: EvalResult, split: Split,
              report: GateReport, prov: Provenance, validation_passed: bool,
-             validation_summary: str = "") -> Registration:
+             validation_summary: str = "", fp32_result: TrainResult | None = None) -> Registration:
     """Log, register and tag the model; aliases move only once the version is complete.
 
     A failure before the aliases move deletes the half-made version, so the registry never
@@ -234,6 +234,9 @@ def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, 
     log_text(run_id, report.to_markdown(), "gate/report.md")
     log_text(run_id, report.to_json(), "gate/report.json")
     model_uri = _log_model(run_id, result, split)
+    # Drift reference + fp32 twin into the same run before the version exists: registration stays all-or-nothing.
+    from pipeline.monitor import log_reference
+    log_reference(run_id, cfg.monitor, result, ev, split, fp32_result)
     client = MlflowClient()
     try:
         client.get_registered_model(name)

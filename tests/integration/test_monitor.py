@@ -1,0 +1,195 @@
+"""`mpops monitor` in-process against a model registered once for the module (champion + its fp32 twin)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from tests.conftest import _use_store
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# min_speedup: bf16 may become the champion even when this noisy machine measures it slower than fp32; the gate
+# still picks the faster one, so either precision can win and the tests hold for both.
+TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "train.batch_size=128", "probe.steps=0",
+        "validation.label_errors=false", "gate.min_speedup=0.01"]
+SHIFTED = ("pixel_20", "pixel_36", "pixel_43")
+
+
+def _mpops(*args: str) -> int:
+    from flows.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+@pytest.fixture(scope="module")
+def registered(prefect_harness, tmp_path_factory, digits_frame, session_store):
+    """One training run into a private store; yields the folder, --set overrides and the test rows."""
+    from pipeline.data import assign_split
+
+    folder = tmp_path_factory.mktemp("monitor")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    _use_store(uri)
+    data = folder / "digits.csv"
+    digits_frame.to_csv(data, index=False)
+    sets = [f"data.path={data}", f"validation.report_dir={folder / 'validation'}",
+            f"train.checkpoint_dir={folder / 'ckpt'}", f"monitor.report_dir={folder / 'report'}", *TINY]
+    code = _mpops("run", "--precisions", "fp32,bf16", *[a for s in sets for a in ("--set", s)])
+    assert code == 0
+    test_rows = digits_frame[(assign_split(digits_frame, "label", 0.2, 0) == "test").to_numpy()]
+    yield folder, sets, test_rows
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+    _use_store(session_store)
+
+
+def _monitor(registered, frame: pd.DataFrame | None, name: str, *extra: str) -> tuple[int, str]:
+    folder, sets, _ = registered
+    path = folder / name
+    if frame is not None:
+        frame.to_csv(path, index=False)
+    return _mpops("monitor", "--batch", str(path), *[a for s in sets for a in ("--set", s)], *extra)
+
+
+def _last_monitor_run():
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("mpops-monitoring")
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+
+
+def test_registration_stores_the_reference_and_the_fp32_twin(registered):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.monitor import ReferenceStats
+
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("digits-classifier", "champion")
+    names = {a.path for a in client.list_artifacts(champion.run_id, "monitoring")}
+    assert names == {"monitoring/reference.json", "monitoring/fp32_twin"}
+    twin = {a.path for a in client.list_artifacts(champion.run_id, "monitoring/fp32_twin")}
+    assert twin == {"monitoring/fp32_twin/weights.pt", "monitoring/fp32_twin/meta.json"}
+    meta = json.loads(mlflow.artifacts.load_text(f"runs:/{champion.run_id}/monitoring/fp32_twin/meta.json"))
+    assert meta["precision"] == "fp32" and meta["spec"]["hidden_size"] == 64 and len(meta["feature_columns"]) == 64
+    ref = ReferenceStats.from_json(mlflow.artifacts.load_text(f"runs:/{champion.run_id}/monitoring/reference.json"))
+    assert ref.precision == champion.tags["precision"] and ref.train_rows == 1437 and ref.test_rows == 360
+    assert ref.test_accuracy == pytest.approx(float(champion.tags["eval.accuracy"]), abs=1e-6)
+    assert 0.9 <= ref.agreement_rate <= 1.0 and len(ref.features) == 64
+    assert sum(ref.prediction_shares) == pytest.approx(1.0)
+
+
+def test_unchanged_test_rows_do_not_drift(registered, capsys):
+    _, _, test_rows = registered
+    code = _monitor(registered, test_rows, "unchanged.csv")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Verdict: no drift: 0 of 64 features drifted" in out
+    run = _last_monitor_run()
+    assert run.data.tags["monitor.drifted"] == "false" and run.data.tags["monitor.model_version"] == "1"
+    assert run.data.metrics["monitor.drifted_share"] == 0.0
+    # The same rows the reference was computed on: same predictions, same accuracy, same twin agreement.
+    assert run.data.metrics["monitor.prediction_psi"] == pytest.approx(0.0, abs=1e-9)
+    assert run.data.metrics["monitor.accuracy"] == pytest.approx(run.data.metrics["monitor.reference_accuracy"])
+    assert run.data.metrics["monitor.agreement_drop"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_shifted_features_drift_and_are_named(registered, capsys):
+    folder, _, test_rows = registered
+    shifted = test_rows.copy()
+    for column in SHIFTED:
+        shifted[column] = shifted[column] + 8
+    code = _monitor(registered, shifted, "shifted.csv")
+    captured = capsys.readouterr()
+    assert code == 5
+    [first] = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert first.startswith("error: monitor: drift detected in") and "(feature drift); report " in first
+    assert first.endswith("or retrain (`mpops run`, or `mpops monitor --retrain`)")
+    assert "feature drift: 3 of 64 features drifted" in captured.err
+    assert all(c in captured.out and c in captured.err for c in SHIFTED)
+    table = pd.read_csv(folder / "report" / "report.csv")
+    assert set(table.loc[table["drifted"], "feature"]) == set(SHIFTED)
+    assert {p.name for p in (folder / "report" / "plots").iterdir()} >= {f"{c}.png" for c in SHIFTED}
+    run = _last_monitor_run()
+    assert set(run.data.tags["monitor.drifted_features"].split(",")) == set(SHIFTED)
+    assert run.data.tags["monitor.reason"].startswith("drift: feature drift")
+    assert run.data.metrics["monitor.psi.pixel_20"] > 0.2 and run.data.metrics["monitor.psi.pixel_0"] < 0.2
+
+
+def test_values_beyond_fp16_range_are_counted_and_flagged(registered, capsys):
+    folder, _, test_rows = registered
+    big = test_rows.copy().astype({"pixel_10": "float64"})
+    big.iloc[:5, big.columns.get_loc("pixel_10")] = 1e5
+    code = _monitor(registered, big, "fp16.csv")
+    captured = capsys.readouterr()
+    assert code == 5
+    assert "fp16 range: 5 values beyond +-65504 (threshold 0) in pixel_10 (5)" in captured.err
+    assert "values beyond fp16 range 5" in captured.out
+    report = json.loads((folder / "report" / "report.json").read_text())
+    assert report["fp16_overflow"] == 5
+    assert {f["name"]: f["fp16_overflow"] for f in report["features"] if f["fp16_overflow"]} == {"pixel_10": 5}
+    assert (folder / "report" / "plots" / "pixel_10.png").is_file()
+    assert _last_monitor_run().data.metrics["monitor.fp16_overflow.pixel_10"] == 5
+
+
+def test_malformed_batches_exit_3_with_one_clear_line(registered, capsys):
+    _, _, test_rows = registered
+    cases = [
+        (test_rows.drop(columns=["pixel_5"]), "missing.csv", "lacks 1 feature column(s) the model needs: pixel_5"),
+        (test_rows.astype({"pixel_7": object}).assign(pixel_7="dark"), "text.csv", "non-numeric values in pixel_7"),
+        (None, "nowhere.csv", "does not exist"),
+    ]
+    for frame, name, message in cases:
+        code = _monitor(registered, frame, name)
+        captured = capsys.readouterr()
+        assert code == 3, captured.err
+        errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], captured.err
+        assert "Traceback" not in captured.err
+
+
+def test_a_missing_model_is_a_clear_error(registered, capsys):
+    code = _monitor(registered, registered[2], "unchanged.csv", "--model-uri", "models:/no-such-model@champion")
+    err = capsys.readouterr().err
+    assert code != 0 and code != 5
+    assert "error: monitor: cannot load models:/no-such-model@champion" in err and "Traceback" not in err
+
+
+def test_a_champion_without_a_reference_is_a_clear_error(registered, capsys, monkeypatch):
+    """A version registered before drift monitoring existed has no monitoring/ folder in its run."""
+    from pipeline import monitor
+
+    monkeypatch.setattr(monitor, "REFERENCE_DIR", "not-there")
+    code = _monitor(registered, registered[2], "unchanged.csv")
+    err = capsys.readouterr().err
+    assert code not in (0, 5)
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "has no drift reference under not-there/" in line and "register a new version with `mpops run`" in line
+
+
+def test_retrain_on_drift_runs_the_training_flow(registered, capsys):
+    """Last in the module: it registers version 2."""
+    from mlflow import MlflowClient
+
+    _, _, test_rows = registered
+    shifted = test_rows.copy()
+    shifted["pixel_36"] = shifted["pixel_36"] + 8
+    code = _monitor(registered, shifted, "retrain.csv", "--retrain")
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 5
+    assert "Retrain: retrained: registered digits-classifier version 2" in out
+    [error] = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert "; retrain: retrained: registered digits-classifier version 2" in error
+    assert _last_monitor_run().data.tags["monitor.retrain"].startswith("retrained: registered digits-classifier")
+    assert len(MlflowClient().search_model_versions("name='digits-classifier'")) == 2
