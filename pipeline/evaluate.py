@@ -36,6 +36,7 @@ class EvalResult:
     brier: float = float("nan")
     fgsm_accuracy: float = float("nan")  # accuracy on test rows perturbed against this very model
     latency: Latency | None = None
+    nonfinite_outputs: int = 0  # test rows whose outputs overflowed to inf/NaN (fp16: values past 65504)
 
 
 @torch.no_grad()
@@ -114,6 +115,7 @@ def scores(precision: str, y: np.ndarray, probs: np.ndarray, n_classes: int, fgs
         brier=brier_score(y, probs),
         fgsm_accuracy=fgsm_accuracy,
         latency=latency,
+        nonfinite_outputs=int((~np.isfinite(probs)).any(axis=1).sum()) if len(probs) else 0,
     )
 
 

@@ -218,6 +218,7 @@ def _health_checks(c: CandidateMetrics, cfg: GateConfig) -> list[GateCheck]:
     return [
         _check("accuracy floor", "quality", c.accuracy, cfg.min_accuracy, ">="),
         _check("non-finite losses", "health", c.nonfinite_losses, 0, "<="),
+        _check("test rows with non-finite outputs", "health", c.eval.nonfinite_outputs, 0, "<="),
         _check("skipped-step share", "health", c.skipped_share, cfg.max_skipped_share, "<="),
         GateCheck("trained to the end", "health", float(c.stop_reason is None), 1.0, ">=", c.stop_reason is None,
                   note=f"stopped early: {c.stop_reason}" if c.stop_reason else ""),

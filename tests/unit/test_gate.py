@@ -217,3 +217,16 @@ def test_metric_helpers_on_known_values():
     assert expected_calibration_error(y, onehot) == 0.0 and brier_score(y, onehot) == 0.0
     assert expected_calibration_error(y, np.full((4, 2), 0.5)) == pytest.approx(0.0)
     assert brier_score(y, np.full((4, 2), 0.5)) == pytest.approx(0.5)
+
+
+def test_non_finite_outputs_are_named_as_the_cause():
+    """fp16 overflows to inf past 65504; the gate must say so, not only that ECE could not be computed."""
+    y = labels()
+    base = baseline_pred(y)
+    p = probs_for(base.copy())
+    p[:3] = np.nan
+    ev = scores("fp16", y, p, N_CLASSES, 0.8, LAT)
+    assert ev.nonfinite_outputs == 3
+    r = gate([cand("fp32", y, base), CandidateMetrics("fp16", ev, 300.0, 100, 0)], y, GateConfig())
+    assert "test rows with non-finite outputs 3" in r.verdict("fp16").reason
+    assert r.selected == "fp32"
