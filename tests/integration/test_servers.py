@@ -3,6 +3,7 @@ that the deployments of prefect.yaml are deployed to and a process worker runs o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.provenance import dvc_md5
 from pipeline.setup import TELEMETRY_OFF
 from tests.conftest import ROOT, _use_store
 from tests.integration.test_cli import DESIGN_TAGS
@@ -127,10 +129,12 @@ def exit_code(main, argv: list[str]) -> int:
 @pytest.fixture()
 def mlflow_server(tmp_path):
     port = free_port()
+    # No job runner: its seven consumer processes serve GenAI jobs mpops never submits, and cost a 2-core box dearly.
+    env = {**base_env(tmp_path), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = Server("mlflow server", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
                                       "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
                                       "--serve-artifacts", "--artifacts-destination", str(tmp_path / "artifacts")],
-                    base_env(tmp_path), tmp_path / "mlflow-server.log", port, f"http://127.0.0.1:{port}/health")
+                    env, tmp_path / "mlflow-server.log", port, f"http://127.0.0.1:{port}/health")
     try:
         server.wait_healthy(timeout=90)
         yield server
@@ -138,7 +142,7 @@ def mlflow_server(tmp_path):
         server.stop()
 
 
-def test_pipeline_registers_on_a_real_mlflow_server(mlflow_server, prefect_harness, monkeypatch, tmp_path,
+def test_pipeline_registers_on_a_real_mlflow_server(mlflow_server, prefect_server, monkeypatch, tmp_path,
                                                     digits_csv, session_store):
     from mlflow import MlflowClient
 
@@ -148,9 +152,10 @@ def test_pipeline_registers_on_a_real_mlflow_server(mlflow_server, prefect_harne
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     _use_store(uri)
     try:
-        code = exit_code(main, ["run", "--data", str(digits_csv), "--precisions", PRECISIONS,
-                                *[a for s in [*TINY, f"validation.report_dir={tmp_path / 'val'}",
-                                              f"train.checkpoint_dir={tmp_path / 'ckpt'}"] for a in ("--set", s)]])
+        with _api(prefect_server):  # the flow reports to the module's Prefect server
+            code = exit_code(main, ["run", "--data", str(digits_csv), "--precisions", PRECISIONS,
+                                    *[a for s in [*TINY, f"validation.report_dir={tmp_path / 'val'}",
+                                                  f"train.checkpoint_dir={tmp_path / 'ckpt'}"] for a in ("--set", s)]])
         assert code == 0, mlflow_server.tail()
 
         client = MlflowClient(uri, uri)
@@ -158,7 +163,8 @@ def test_pipeline_registers_on_a_real_mlflow_server(mlflow_server, prefect_harne
         assert str(version.version) == "1"
         assert set(DESIGN_TAGS) <= set(version.tags), set(DESIGN_TAGS) - set(version.tags)
         assert version.tags["precision"] in PRECISIONS.split(",") and version.tags["gate.passed"] == "true"
-        assert version.tags["data.md5"] and version.tags["validation.passed"] == "true"
+        assert version.tags["data.md5"] == dvc_md5(ROOT)  # DESIGN.md: the md5 recorded in data.dvc
+        assert version.tags["validation.passed"] == "true"
         for alias in ("champion", "challenger"):
             assert str(client.get_model_version_by_alias(MODEL, alias).version) == "1"
         parent = client.search_runs([client.get_experiment_by_name("mpops").experiment_id],
@@ -170,8 +176,10 @@ def test_pipeline_registers_on_a_real_mlflow_server(mlflow_server, prefect_harne
     assert any((tmp_path / "artifacts").rglob("MLmodel")), "no MLmodel under the server's --artifacts-destination"
 
 
-@pytest.fixture()
-def prefect_server(tmp_path):
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """One Prefect server for the module: the in-process pipeline of the MLflow test reports to it too."""
+    tmp_path = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     env = {**base_env(tmp_path),
            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
@@ -267,17 +275,10 @@ def test_deploy_and_run_nightly_retrain_on_a_real_prefect_server(prefect_server,
     assert any((tmp_path / "artifacts").rglob("MLmodel"))
 
 
-class _api:
-    """PREFECT_API_URL for this process's Prefect client, for the length of a block."""
+@contextlib.contextmanager
+def _api(server):
+    """This process's Prefect client talks to `server` for the length of the block."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    def __init__(self, server):
-        self.url = server.env["PREFECT_API_URL"]
-
-    def __enter__(self):
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        self._ctx = temporary_settings(updates={PREFECT_API_URL: self.url})
-        self._ctx.__enter__()
-
-    def __exit__(self, *exc):
-        self._ctx.__exit__(*exc)
+    with temporary_settings(updates={PREFECT_API_URL: server.env["PREFECT_API_URL"]}):
+        yield
