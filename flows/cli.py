@@ -199,7 +199,7 @@ def serve() -> None:
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL
 
-    from flows.deployments import served_deployments
+    from flows.deployments import held_by_work_pools, served_deployments
     from pipeline.setup import project_root
 
     if not PREFECT_API_URL.value():
@@ -209,6 +209,11 @@ def serve() -> None:
     root = project_root()
     os.chdir(root)  # entrypoints are recorded relative to it, and served runs start in it
     deployments = served_deployments(root)
+    taken = held_by_work_pools(deployments)
+    if taken:
+        raise ConfigError(f"mpops serve: {', '.join(taken)} already on this Prefect server from `prefect deploy`; "
+                          "a worker and mpops serve cannot share a deployment: delete it first (prefect deployment "
+                          "delete NAME) or serve against another server")
     out.print(f"serving {', '.join(d.name for d in deployments)} from {root} (Ctrl+C stops)", markup=False)
     prefect_serve(*deployments)
 

@@ -115,4 +115,30 @@ def served_deployments(root: Path) -> list:
     return deployments
 
 
-__all__ = ["retrain_entry", "monitor_entry", "deployment_specs", "served_deployments"]
+def held_by_work_pools(deployments: list) -> list[str]:
+    """Those of `deployments` that the Prefect server already holds on a work pool (from `prefect deploy`).
+
+    Serving over one leaves the work-pool deployment's storage settings behind and its runs crash
+    ("Downloading flow code from storage at None"), so `mpops serve` refuses instead."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
+
+    taken = []
+    try:
+        with get_client(sync_client=True) as client:
+            for d in deployments:
+                try:
+                    existing = client.read_deployment_by_name(d.full_name)
+                except ObjectNotFound:
+                    continue
+                if existing.work_pool_name:
+                    taken.append(f"{d.full_name} (work pool {existing.work_pool_name})")
+    except httpx.HTTPError as e:
+        raise ConfigError(f"cannot reach the Prefect server at {PREFECT_API_URL.value()} ({e}); start it or fix "
+                          "PREFECT_API_URL") from e
+    return taken
+
+
+__all__ = ["retrain_entry", "monitor_entry", "deployment_specs", "served_deployments", "held_by_work_pools"]

@@ -282,3 +282,82 @@ def _api(server):
 
     with temporary_settings(updates={PREFECT_API_URL: server.env["PREFECT_API_URL"]}):
         yield
+
+
+def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
+    """`mpops serve` refuses to take over the work-pool deployments of `prefect deploy`; without them it registers
+    prefect.yaml's deployments with their schedules and runs a triggered one in its own process, where a bad
+    parameter fails the run with the one-line reason, as `mpops run` would exit 2."""
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    spec = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+    env = {**prefect_server.env, "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    prefect(prefect_server, "work-pool", "create", "mpops-process", "--type", "process", "--overwrite")
+    prefect(prefect_server, "--no-prompt", "deploy", "--all")
+    refused = subprocess.run([str(BIN / "mpops"), "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: mpops serve: mpops-retrain/nightly-retrain (work pool mpops-process), "
+                                     "mpops-monitor-batch/hourly-monitor (work pool mpops-process) already on this "
+                                     "Prefect server"), refused.stderr
+
+    async def delete_worker_deployments():
+        async with get_client() as client:
+            for name in spec:
+                await client.delete_deployment((await client.read_deployment_by_name(
+                    f"{FLOW_NAMES[name]}/{name}")).id)
+
+    with _api(prefect_server):
+        asyncio.run(delete_worker_deployments())
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        serve = subprocess.Popen([str(BIN / "mpops"), "serve"], cwd=ROOT, env=env, stdout=sink,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+
+    async def served():
+        async with get_client() as client:
+            return {name: await client.read_deployment_by_name(f"{FLOW_NAMES[name]}/{name}") for name in spec}
+
+    async def trigger_and_wait(deployment_id, timeout: float):
+        async with get_client() as client:
+            run = await client.create_flow_run_from_deployment(
+                deployment_id, parameters={"overrides": ["train.epochs=0"]})
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                run = await client.read_flow_run(run.id)
+                if run.state.is_final():
+                    return run
+                await asyncio.sleep(1)
+            return run
+
+    try:
+        with _api(prefect_server):
+            deadline = time.monotonic() + 120
+            while "Your deployments are being served" not in log.read_text() and time.monotonic() < deadline:
+                assert serve.poll() is None, f"mpops serve exited {serve.returncode}:\n{log.read_text()[-4000:]}"
+                time.sleep(1)
+            assert serve.poll() is None, f"mpops serve exited {serve.returncode}:\n{log.read_text()[-4000:]}"
+            found = asyncio.run(served())
+            assert all(d.work_pool_name is None for d in found.values())
+            for name, dep in found.items():
+                [schedule] = dep.schedules
+                yaml_schedule = spec[name]["schedules"][0]
+                assert (schedule.schedule.cron, schedule.schedule.timezone) == (yaml_schedule["cron"],
+                                                                                yaml_schedule["timezone"])
+            run = asyncio.run(trigger_and_wait(found["nightly-retrain"].id, timeout=180))
+        assert run.state.type == StateType.FAILED, f"{run.state.type}: {run.state.message}\n{log.read_text()[-4000:]}"
+        assert run.state.message == "config: train.epochs must be positive"
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=10)
+    assert not live_members(serve.pid), f"mpops serve left processes behind: {live_members(serve.pid)}"
+
+
+FLOW_NAMES = {"nightly-retrain": "mpops-retrain", "hourly-monitor": "mpops-monitor-batch"}
