@@ -20,7 +20,7 @@ PREFECT_YAML = "prefect.yaml"
 
 def _resolve(config: Optional[str], data: Optional[str], overrides: Optional[list[str]],
              precisions: Optional[str] = None):
-    from flows.cli import _config
+    from flows.cli import _config  # the very resolution `mpops run` does: defaults, --set, data path, root
     from pipeline.setup import disable_telemetry, setup_tracking
 
     # A worker's flow-run process does not go through flows.cli.main, which turns telemetry off.
@@ -71,7 +71,10 @@ def monitor_entry(batch: str, retrain: bool = False, config: Optional[str] = Non
         root, cfg, _ = _resolve(config, None, [])
     except MpopsError as e:
         return Failed(message=str(e), data=e)
-    return monitoring.monitor_flow(cfg, root, batch, retrain)
+    try:
+        return monitoring.monitor_flow(cfg, root, batch, retrain)
+    except MpopsError as e:  # drift (exit 5 for `mpops monitor`) or a bad batch: the line is the state message
+        return Failed(message=str(e), data=e)
 
 
 def deployment_specs(root: Path) -> list[dict[str, Any]]:

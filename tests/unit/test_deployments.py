@@ -7,7 +7,7 @@ import types
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DriftDetected
 from tests.conftest import ROOT
 
 SPEC = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -114,3 +114,40 @@ def test_monitor_entry_calls_the_monitoring_flow(monkeypatch, tmp_path):
     [(cfg, root, batch, retrain)] = calls
     assert root == ROOT and batch == str(tmp_path / "b.csv") and retrain is True
     assert cfg.registry.model_name == "digits-classifier"
+
+
+def test_monitor_entry_fails_with_the_drift_line(monkeypatch):
+    from flows.deployments import monitor_entry
+
+    def drifted(cfg, root, batch, retrain):
+        raise DriftDetected("drift: 12 of 64 features drifted (pixel_3, ...)")
+
+    fake = types.ModuleType("flows.monitoring")
+    fake.monitor_flow = drifted
+    monkeypatch.setitem(sys.modules, "flows.monitoring", fake)
+    monkeypatch.chdir(ROOT)
+    state = monitor_entry.fn(batch="incoming")
+    assert state.is_failed() and state.message == "drift: 12 of 64 features drifted (pixel_3, ...)"
+    with pytest.raises(DriftDetected):
+        state.result()
+
+
+def test_serve_with_an_unreachable_prefect_server_exits_2(capsys, monkeypatch):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.cli import main
+
+    monkeypatch.chdir(ROOT)
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{_closed_port()}/api"}), \
+            pytest.raises(SystemExit) as exit_:
+        main(["serve"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[0].startswith("error: cannot reach the Prefect server at http://127.0.0.1:")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket closes
