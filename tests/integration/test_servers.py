@@ -1,5 +1,5 @@
 """Real servers on 127.0.0.1: an `mlflow server` the pipeline talks to over HTTP, and a `prefect server`
-that the deployments of prefect.yaml are deployed to and a process worker runs one of."""
+that prefect.yaml's deployments go to, for a process worker and for `mpops serve` to run."""
 from __future__ import annotations
 
 import asyncio
@@ -184,7 +184,7 @@ def prefect_server(tmp_path_factory):
     env = {**base_env(tmp_path),
            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
            "PREFECT_SERVER_UI_ENABLED": "false",
-           # The test triggers its one run itself; scheduled runs (the next nightly or hourly) would race it.
+           # The tests trigger their runs themselves; scheduled ones (the next nightly or hourly) would race them.
            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
     server = Server("prefect server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
                                        "--port", str(port)],
@@ -202,7 +202,7 @@ def prefect(server, *args: str, timeout: int = 300) -> subprocess.CompletedProce
         r = subprocess.run([str(BIN / "prefect"), *args], cwd=ROOT, env=server.env, capture_output=True, text=True,
                            timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"`prefect {' '.join(args)}` ran past {timeout} s:\n{(e.stdout or b'')[-3000:]}")
+        pytest.fail(f"`prefect {' '.join(args)}` ran past {timeout} s:\n{str(e.stdout)[-3000:]}")
     assert r.returncode == 0, f"`prefect {' '.join(args)}` exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r
 
