@@ -46,8 +46,11 @@ def retrain_entry(config: Optional[str] = None, data: Optional[str] = None, prec
     get_run_logger().info("training %s on %s; tracking store %s", ",".join(cfg.precisions), cfg.data.path, uri)
     state = training_flow(cfg, root, return_state=True)
     if not state.is_completed():
+        error = state.result(raise_on_failure=False)
+        if getattr(error, "detail", ""):  # what `mpops run` prints under its line: per-check, per-candidate reasons
+            get_run_logger().error("%s\n%s", state.message, error.detail)
         # Returning the subflow's own state would make Prefect summarise it as "1/1 states failed."
-        return Failed(message=state.message, data=state.result(raise_on_failure=False))
+        return Failed(message=state.message, data=error)
     outcome = state.result()
     reg = outcome.registration
     get_run_logger().info("registered %s version %s as %s (%s)", reg.model_name, reg.version,

@@ -267,6 +267,7 @@ def test_deploy_and_run_nightly_retrain_on_a_real_prefect_server(prefect_server,
     assert failed.state.type == StateType.FAILED, f"{failed.state.type}: {failed.state.message}\n{log}"
     assert failed.state.message.startswith("no candidate passed the gates: "), failed.state.message
     assert failed.state.message.endswith("; nothing registered"), failed.state.message
+    assert "  fp32: accuracy floor" in worker.stdout + worker.stderr, log  # the per-candidate detail is logged
 
     client = MlflowClient(store, store)
     [version] = client.search_model_versions(f"name='{MODEL}'")  # one: the failed gate registered nothing
