@@ -281,8 +281,18 @@ def _api(server):
     """This process's Prefect client talks to `server` for the length of the block."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
     with temporary_settings(updates={PREFECT_API_URL: server.env["PREFECT_API_URL"]}):
-        yield
+        try:
+            yield
+        finally:
+            # Flush and stop the log/event workers bound to this server while it is up: the session's
+            # Prefect test harness drains every worker at its teardown and would wait forever on a
+            # worker whose server is gone.
+            APILogWorker.drain_all(timeout=30)
+            EventsWorker.drain_all(timeout=30)
 
 
 def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
