@@ -20,6 +20,19 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
 ConfigOpt = typer.Option(None, "--config", help="YAML config file")
 DataOpt = typer.Option(None, "--data", help="CSV/Parquet file or folder (default: data/ pinned by data.dvc)")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bars and only Prefect's warnings")
+
+
+def _progress(quiet: bool) -> None:
+    """Progress bars on a terminal, plain epoch lines in CI logs; --quiet: neither, and Prefect says only warnings."""
+    import os
+
+    from pipeline.progress import setup_progress
+
+    setup_progress("auto", quiet)
+    if quiet:
+        # read when Prefect's settings load: the flows are imported only after this point
+        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 
 
 def _config(config: Optional[Path], data: Optional[str], sets: list[str], precisions: Optional[str] = None):
@@ -42,8 +55,8 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         precisions: Optional[str] = typer.Option(None, "--precisions", help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8"),
         set_: list[str] = typer.Option([], "--set", help="override a config key: --set train.epochs=5"),
         resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints"),
-        report: Optional[Path] = typer.Option(None, "--report", help="write the gate report (JSON) here, pass or fail")
-        ) -> None:
+        report: Optional[Path] = typer.Option(None, "--report", help="write the gate report (JSON) here, pass or fail"),
+        quiet: bool = QuietOpt) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
     from pipeline.setup import setup_tracking
     from pipeline.summary import summary_table, what_it_bought
@@ -56,6 +69,7 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         return
     if resume and distributed.world().size > 1:
         raise ConfigError("--resume continues single-process runs only; run it without torchrun")
+    _progress(quiet)
     uri = setup_tracking(root)
     from flows.training import training_flow
 
@@ -88,8 +102,23 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
               f"({reg.champion_reason}).")
     out.print(f"Tracking store: {uri}  (look: mlflow ui --backend-store-uri {uri}); parent run {outcome.parent_run_id}")
     out.print(f"Summary: {paragraph}", markup=False)
+    written = [f"validation report {root / cfg.validation.report_dir}",
+               f"parent run {_run_link(uri, outcome.parent_run_id)} (gate/report.md, gate/report.json, tradeoff.md, "
+               "plots/*.png, validation/)",
+               f"model models:/{reg.model_name}/{reg.version} (model_card.md, monitoring/ reference and fp32 twin)"]
     if report:
-        out.print(f"Gate report: {report}", markup=False)
+        written.append(f"gate report {report}")
+    out.print("Written: " + "; ".join(written), markup=False)
+
+
+def _run_link(uri: str, run_id: str) -> str:
+    """A clickable URL for a tracking server; the run ID for a local store (open it with `mlflow ui`)."""
+    import mlflow
+
+    if not uri.startswith("http"):
+        return run_id
+    exp = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    return f"{uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}"
 
 
 def ci_summary(outcome) -> str:
@@ -182,12 +211,14 @@ def predict(input: str = typer.Option(..., "--input", help="CSV/Parquet of the f
 
 @app.command()
 def sweep(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
-          set_: list[str] = typer.Option([], "--set", help="e.g. --set sweep.batch_sizes=[128,512]")) -> None:
+          set_: list[str] = typer.Option([], "--set", help="e.g. --set sweep.batch_sizes=128,512"),
+          quiet: bool = QuietOpt) -> None:
     """Train every available precision (and sweep.batch_sizes) as nested runs; log the trade-off table and
     Pareto plot; name the precision the gate would pick. Registers nothing."""
     from pipeline.setup import setup_tracking
 
     root, cfg = _config(config, data, set_)
+    _progress(quiet)
     uri = setup_tracking(root)
     from flows.sweep import sweep_flow
 
@@ -201,11 +232,12 @@ def sweep(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
 @app.command("noise-floor")
 def noise_floor(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
                 seeds: Optional[int] = typer.Option(None, "--seeds", help="fp32 trainings (default sweep.noise_seeds)"),
-                set_: list[str] = typer.Option([], "--set")) -> None:
+                set_: list[str] = typer.Option([], "--set"), quiet: bool = QuietOpt) -> None:
     """Train fp32 with N seeds; report the spread of every gated figure and the tolerances it suggests."""
     from pipeline.setup import setup_tracking
 
     root, cfg = _config(config, data, set_ + ([f"sweep.noise_seeds={seeds}"] if seeds is not None else []))
+    _progress(quiet)
     uri = setup_tracking(root)
     from flows.sweep import noise_floor_flow
 

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from pipeline import data as data_stage
-from pipeline import distributed, registry
+from pipeline import distributed, progress, registry
 from pipeline.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
 from pipeline.config import Config
 from pipeline.evaluate import EvalResult, evaluate
@@ -95,7 +95,9 @@ def train_precision(cfg: Config, sp: data_stage.Split, precision: str, parent_id
                                 parent_id=parent_id)
     try:
         distributed.announce("train", precision)  # under torchrun the other ranks join this training
-        result = train(sp, cfg.train, policy, ckpt)
+        with progress.Tracker(run_name or precision, cfg.train.epochs) as on_epoch, \
+                registry.system_metrics(run_id, cfg.train.system_metrics_s):
+            result = train(sp, cfg.train, policy, ckpt, on_epoch)
         ev = evaluate(result.model, sp, policy, cfg.gate.fgsm_epsilon, cfg.gate.latency_repeats)
         registry.log_training(run_id, result, ev, sp.classes)
         registry.log_values(run_id, params={"train.batch_size": cfg.train.batch_size, "train.seed": cfg.train.seed})
@@ -134,6 +136,23 @@ def gate_candidates(cfg: Config, sp: data_stage.Split, results: list[TrainResult
                   classes=sp.classes)
     registry.log_gate(parent_id, report)
     return report
+
+
+@task(name="log-plots", cache_policy=NO_CACHE)
+def log_plots(cfg: Config, sp: data_stage.Split, results: list[TrainResult], evals: list[EvalResult],
+              report: GateReport, parent_id: str) -> list[str]:
+    import tempfile
+
+    from pipeline.plots import run_plots
+    from pipeline.sweep import mark_pareto, sweep_points, tradeoff_markdown
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = run_plots(Path(tmp), results, evals, report, sp.y_test, sp.classes)
+        registry.log_artifacts(parent_id, tmp, "plots")
+    points = mark_pareto(sweep_points(cfg.train.batch_size, results, evals, report))
+    registry.log_text(parent_id, tradeoff_markdown(points, {cfg.train.batch_size: report.selected},
+                                                   "Precision trade-offs of this run"), "tradeoff.md")
+    return [p.name for p in paths]
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
@@ -176,6 +195,7 @@ def _training(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
                    for p in kept]
         results, evals = [t[0] for t in trained], [t[1] for t in trained]
         verdicts = gate_candidates(cfg, sp, results, evals, parent_id)
+        log_plots(cfg, sp, results, evals, verdicts, parent_id)
         logger.info("what each precision bought here: %s", what_it_bought(verdicts) or "only fp32 was trained")
         if verdicts.selected is None:
             failed = GateFailed(f"no candidate passed the gates: {verdicts.reason}; nothing registered",

@@ -63,6 +63,7 @@ class TrainConfig:
     max_skipped_share: float = 0.5  # stop once more optimizer steps than this were skipped for overflow
     checkpoint_every: int = 5  # epochs between checkpoints (and one at the end); 0: none
     checkpoint_dir: str = "out/checkpoints"  # relative to the project root
+    system_metrics_s: float = 2.0  # MLflow system metrics (CPU, memory, GPU) sampling interval; 0: off
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,13 @@ class GateConfig:
     # Quality: a candidate may be worse than fp32 by at most the absolute tolerance AND at most the
     # relative one (a share of fp32's value), like TFX's change thresholds. Accuracy uses the lower
     # bound of the paired bootstrap interval of the delta, not the point estimate.
-    accuracy_tolerance: float = 0.01
+    # 0.03: `mpops noise-floor` on the bundled digits (360 test rows) saw fp32 seeds differ by up to
+    # 0.033 on this bound; candidates share fp32's seed and data order, so they sit well inside it.
+    accuracy_tolerance: float = 0.03
     macro_f1_tolerance: float = 0.015
     precision_tolerance: float = 0.015  # macro precision
     recall_tolerance: float = 0.015  # macro recall
-    relative_tolerance: float = 0.02
+    relative_tolerance: float = 0.05
     two_sided: bool = False  # true: a change beyond tolerance in the good direction fails too
     ci_level: float = 0.95
     bootstrap_samples: int = 2000
@@ -262,6 +265,7 @@ def validate_config(cfg: Config) -> None:
          "train.init_scale and train.growth_interval must be positive"),
         (0.0 <= cfg.train.max_skipped_share <= 1.0, "train.max_skipped_share must be between 0 and 1"),
         (cfg.train.checkpoint_every >= 0, "train.checkpoint_every must be 0 or more"),
+        (cfg.train.system_metrics_s >= 0, "train.system_metrics_s must be 0 or more"),
         (cfg.probe.steps >= 0, "probe.steps must be 0 or more"),
         (cfg.probe.max_slowdown >= 1.0, "probe.max_slowdown must be 1 or more"),
         (0.0 <= cfg.probe.max_skipped_share <= 1.0, "probe.max_skipped_share must be between 0 and 1"),

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipeline.errors import DataValidationError, MpopsError
+from pipeline.errors import ConfigError, DataValidationError
 
 BUNDLED_FILE = "digits.csv"
 SPLIT_COLUMN = "split"
@@ -145,7 +145,7 @@ def restore_bundled_data(root: str | Path = ".") -> str:
     """
     root = Path(root).resolve()
     if not (root / "data.dvc").is_file():
-        raise MpopsError(f"data.dvc not found in {root}; run from the project root")
+        raise ConfigError(f"data.dvc not found in {root}; run from the project root")
     pinned, actual = _pinned_and_actual_md5(root)
     if actual == pinned:
         return f"present, md5 {pinned} as pinned by data.dvc"

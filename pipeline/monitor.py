@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import MonitorConfig
-from pipeline.errors import DataValidationError, MpopsError
+from pipeline.errors import ConfigError, DataValidationError
 
 FP16_MAX = 65504.0
 REFERENCE_DIR = "monitoring"
@@ -372,7 +372,7 @@ def load_champion(model_uri: str) -> Champion:
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as e:  # MLflow raises several types for a missing model or alias
-        raise MpopsError(f"monitor: cannot load {model_uri} ({str(e).splitlines()[0]}); "
+        raise ConfigError(f"monitor: cannot load {model_uri} ({str(e).splitlines()[0]}); "
                          "register a model with `mpops run` first or pass --model-uri") from None
     name = version = None
     if model_uri.startswith("models:/"):
@@ -388,7 +388,7 @@ def load_champion(model_uri: str) -> Champion:
             folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_DIR, dst_path=tmp))
             text = (folder / REFERENCE_FILE).read_text()
         except Exception:
-            raise MpopsError(f"monitor: {model_uri} (run {run_id}) has no drift reference under {REFERENCE_DIR}/; it was "
+            raise ConfigError(f"monitor: {model_uri} (run {run_id}) has no drift reference under {REFERENCE_DIR}/; it was "
                              "registered before drift monitoring existed: register a new version with `mpops run`"
                              ) from None
         reference = ReferenceStats.from_json(text)

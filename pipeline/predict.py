@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.errors import DataValidationError, MpopsError
+from pipeline.errors import ConfigError, DataValidationError
 
 
 class PrecisionClassifier(mlflow.pyfunc.PythonModel):
@@ -40,7 +40,7 @@ def predict_file(model_uri: str, input_path: str, output_path: str, label_column
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as e:  # MLflow raises several types for a missing model or alias
-        raise MpopsError(f"predict: cannot load {model_uri} ({str(e).splitlines()[0]}); "
+        raise ConfigError(f"predict: cannot load {model_uri} ({str(e).splitlines()[0]}); "
                          "run `mpops run` first or pass --model-uri") from None
     frame = load_dataset(input_path, label_column=label_column, require_label=False).frame
     features = [c for c in frame.columns if c not in (label_column, "split")]

@@ -1,6 +1,7 @@
 """MLflow: runs, metrics and the all-or-nothing registration of the selected model."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
@@ -90,6 +91,27 @@ def log_gate(parent_id: str, report: GateReport) -> None:
         "gate.reason": report.reason[:5000],
         # the run page shows this tag as the run's description
         "mlflow.note.content": markdown[:60000]})
+
+
+@contextlib.contextmanager
+def system_metrics(run_id: str, interval_s: float):
+    """MLflow's system metrics (system/cpu_utilization_percentage, memory, GPU via pynvml) for the run.
+
+    A sampling thread of MLflow's own: on a 2-core machine it costs a little throughput, so it can be off."""
+    if interval_s <= 0:
+        yield
+        return
+    import logging
+
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # 4 INFO lines a training otherwise
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def log_training(run_id: str, result: TrainResult, ev: EvalResult, classes: tuple) -> None:

@@ -46,7 +46,8 @@ def mark_pareto(points: list[SweepPoint]) -> list[SweepPoint]:
     return [replace(p, pareto=not dominated(p)) for p in points]
 
 
-def tradeoff_markdown(points: list[SweepPoint], picks: dict[int, str | None]) -> str:
+def tradeoff_markdown(points: list[SweepPoint], picks: dict[int, str | None],
+                      title: str = "Precision sweep: accuracy against throughput") -> str:
     rows = ["| precision | batch | accuracy | macro-F1 | ECE | samples/s | speedup | peak MiB | Pareto | gate |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for p in sorted(points, key=lambda p: (p.batch_size, -p.samples_per_s)):
@@ -55,8 +56,7 @@ def tradeoff_markdown(points: list[SweepPoint], picks: dict[int, str | None]) ->
                     f"{p.samples_per_s:,.0f} | {p.speedup:.2f}x | {p.peak_memory_mb:.1f} | "
                     f"{'yes' if p.pareto else ''} | {gate} |")
     picked = "; ".join(f"batch {b}: {p or 'nothing passed'}" for b, p in picks.items())
-    return "# Precision sweep: accuracy against throughput\n\n" + "\n".join(rows) + \
-        f"\n\nThe gate would pick: {picked}.\n"
+    return f"# {title}\n\n" + "\n".join(rows) + f"\n\nThe gate picks: {picked}.\n"
 
 
 def pareto_plot(points: list[SweepPoint], path: Path) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from pipeline.data import Split
 from pipeline.memory import PeakMemory
 from pipeline.models import ModelSpec, build_model
 from pipeline.precision import PrecisionPolicy, StepOutcome, optimizer_step
+from pipeline.progress import EpochStats
 
 MEMORY_STEPS = 2  # peak memory is read over the first steps (optimizer state appears in step 1)
 
@@ -110,7 +112,8 @@ def _restore(state: dict, model, optimizer, scheduler, scaler) -> tuple[int, _Pr
 
 
 def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
-          checkpointing: Checkpointing | None = None) -> TrainResult:
+          checkpointing: Checkpointing | None = None, on_epoch: Callable[[EpochStats], None] | None = None
+          ) -> TrainResult:
     """Train one precision; with `checkpointing`, save every N epochs and (resume=True) continue from the last.
 
     A resumed run measures throughput and peak memory over the steps this process ran."""
@@ -169,6 +172,10 @@ def train(split: Split, cfg: TrainConfig, policy: PrecisionPolicy,
             continue
         if stop_reason := health_stop(progress.losses, progress.skipped, step + 1, cfg):
             break
+        if on_epoch is not None and w.is_main:  # after health_stop's sync: this .item() waits on nothing new
+            on_epoch(EpochStats((step + 1) // per_epoch, cfg.epochs, step + 1, len(batches),
+                                float(torch.stack(progress.losses[-per_epoch:]).float().mean().item()),
+                                sum(map(len, batches[first:step + 1])) / max(time.perf_counter() - start, 1e-9)))
         if checkpointing and w.is_main and (step + 1) % (per_epoch * checkpointing.every_epochs) == 0:
             t0 = time.perf_counter()  # saving is not training: kept out of the throughput
             checkpoint.save(checkpointing.path, _snapshot(net, optimizer, scheduler, scaler, progress, step + 1, None))

@@ -74,7 +74,7 @@ def test_sweep_logs_tradeoff_table_and_pareto_plot_and_names_the_pick(prefect_ha
                                                                   ("bf16", 128)}
     assert any(p.pareto for p in out.points)
     assert dict(out.picks)[128] in ("fp32", "bf16")
-    assert "The gate would pick: batch 64:" in out.table
+    assert "The gate picks: batch 64:" in out.table
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("mpops").experiment_id],
                               f"tags.mlflow.parentRunId = '{out.parent_run_id}'")

@@ -82,3 +82,23 @@ def test_bf16_true_trains(split):
     assert next(r.model.parameters()).dtype == torch.bfloat16
     assert evaluate(r.model, split, make_policy("bf16-true", CPU)).accuracy > 0.85
     assert len(r.grad_norms) == r.steps and all(np.isfinite(r.grad_norms))
+
+
+def test_progress_reports_each_epoch_with_its_loss_and_plain_lines_for_ci(split, capsys):
+    from pipeline import progress
+
+    cfg = TrainConfig(hidden_size=32, hidden_layers=1, epochs=3, batch_size=128, checkpoint_every=0)
+    seen = []
+    r = train(split, cfg, make_policy("fp32", CPU), on_epoch=seen.append)
+    # epoch 1 is reported too, though its first steps ran under the memory counter
+    assert [s.epoch for s in seen] == [1, 2, 3] and seen[-1].step == r.steps
+    assert [round(s.loss, 5) for s in seen] == [round(v, 5) for v in r.epoch_losses]
+    assert all(s.samples_per_s > 0 for s in seen)
+    assert progress.setup_progress("auto") == "plain"  # pytest's stdout is not a terminal
+    with progress.Tracker("bf16", cfg.epochs) as on_epoch:
+        train(split, cfg, make_policy("bf16", CPU), on_epoch=on_epoch)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[bf16]")]
+    assert len(lines) == 3 and lines[-1].startswith("[bf16] epoch 3/3") and "samples/s" in lines[-1]
+    assert progress.setup_progress(quiet=True) == "quiet"
+    with progress.Tracker("fp32", cfg.epochs) as on_epoch:
+        assert on_epoch is None
