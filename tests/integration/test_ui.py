@@ -185,9 +185,25 @@ def open_and_expect(d, url: str, needles: list[str], shot: str) -> str:
     return body_text(d)
 
 
+def png_width(path: Path) -> int:
+    """The width in a PNG's IHDR header: what the browser's decoded <img> must report."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(head[16:20], "big")
+
+
+def click_text(d, text: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(d, WAIT_S).until(ec.element_to_be_clickable(
+        (By.XPATH, f"//*[normalize-space(text())='{text}']"))).click()
+
+
 def test_experiment_page_lists_the_pipeline_run(driver, server, store):
-    open_and_expect(driver, f"{server}/#/experiments/{store.experiment_id}", ["mpops", "pipeline"],
-                    "01-experiment.png")
+    open_and_expect(driver, f"{server}/#/experiments/{store.experiment_id}/runs", ["mpops", "Training runs", "pipeline"],
+                    "01-experiment-runs.png")
 
 
 def test_parent_run_shows_the_gate_verdict_and_report(driver, server, store):
@@ -195,14 +211,50 @@ def test_parent_run_shows_the_gate_verdict_and_report(driver, server, store):
     selected = tags["gate.selected"]
     assert selected in ("fp32", "bf16")
     assert tags["mlflow.note.content"].startswith("# Gate report")
+    # The description is the gate report's Markdown, rendered: its title shows without the '#'.
     open_and_expect(driver, f"{server}/#/experiments/{store.experiment_id}/runs/{store.parent.info.run_id}",
-                    ["pipeline", "Gate report", "gate.selected", selected], "02-parent-run.png")
+                    ["pipeline", "Gate report: candidates against fp32", f"Selected: {selected}",
+                     f"gate.selected\n: {selected}", "validation.passed\n: true"], "02-parent-run.png")
+
+
+def test_parent_run_plots_render_in_the_artifact_browser(driver, server, store):
+    expected = {"plots/loss_per_precision.png", "plots/confusion_matrix.png", "plots/per_class_recall.png",
+                "plots/reliability.png"}
+    assert expected <= set(store.plots), store.plots
+    assert "plots/loss_scale_fp16.png" not in store.plots  # fp16 did not train: no loss-scale trajectory
+    run_id = store.parent.info.run_id
+    open_and_expect(driver, f"{server}/#/experiments/{store.experiment_id}/runs/{run_id}/artifacts",
+                    ["plots", "gate", "validation"], "03-artifacts.png")
+    click_text(driver, "plots")
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    seen: set[str] = set()
+    for path in store.plots:
+        name = path.split("/")[-1]
+        width = png_width(store.artifacts / run_id / "artifacts" / path)
+        click_text(driver, name)
+        # A new, visible, decoded image of the PNG's own width: not the previous plot, not a broken icon.
+        find = """return Array.from(document.images).filter(i => i.complete && i.naturalWidth === arguments[0]
+                  && i.getClientRects().length > 0 && !arguments[1].includes(i.src)).map(i => i.src)"""
+        try:
+            srcs = WebDriverWait(driver, WAIT_S).until(
+                lambda d: f"plots/{name}" in body_text(d) and driver.execute_script(find, width, list(seen)))
+        except TimeoutException:
+            pytest.fail(f"{path}: no rendered <img> {width} px wide; page text:\n{body_text(driver)[:2000]}")
+        finally:
+            driver.save_screenshot(str(SHOTS / f"04-plot-{name}"))
+        seen.update(srcs)
 
 
 def test_model_version_page_shows_precision_tags_and_gate_verdict(driver, server, store):
     tags = store.version.tags
-    assert tags["gate.passed"] == "true" and tags["precision"] in ("fp32", "bf16")
+    precision = tags["precision"]
+    assert tags["gate.passed"] == "true" and precision in ("fp32", "bf16")
+    # The tag table renders each tag as its name, then its value, on the next line.
     open_and_expect(driver, f"{server}/#/models/{MODEL}/versions/{store.version.version}",
-                    [f"Version {store.version.version}", "precision", tags["precision"],
-                     "precision.autocast_dtype", tags["precision.autocast_dtype"], "gate.passed", "true"],
-                    "03-model-version.png")
+                    [f"Version {store.version.version}", f"{precision} model selected by the mpops gate", "champion",
+                     f"precision\n{precision}", f"precision.autocast_dtype\n{tags['precision.autocast_dtype']}",
+                     f"precision.loss_scaling\n{tags['precision.loss_scaling']}", "gate.passed\ntrue",
+                     "validation.passed\ntrue"],
+                    "05-model-version.png")
