@@ -74,12 +74,17 @@ class Store:
 
 
 @pytest.fixture(scope="module")
-def store(browser_binaries, tmp_path_factory, digits_frame, prefect_harness, session_store) -> Store:
+def store(browser_binaries, tmp_path_factory, request) -> Store:
     """One tiny `mpops run` in-process, into its own SQLite store and artifact folder."""
     import mlflow
     from mlflow import MlflowClient
 
     from flows.cli import main
+
+    # Asked for here, not as arguments: pytest would start the session-scoped Prefect server before
+    # the module-scoped browser check, and a machine without Chromium would wait ~15 s to skip.
+    request.getfixturevalue("prefect_harness")
+    digits_frame, session_store = request.getfixturevalue("digits_frame"), request.getfixturevalue("session_store")
 
     home = tmp_path_factory.mktemp("ui")
     uri, artifacts = f"sqlite:///{home / 'mlflow.db'}", home / "artifacts"
