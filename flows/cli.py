@@ -313,6 +313,34 @@ def restore_data() -> None:
     out.print(f"data/: {how}")
 
 
+@app.command()
+def serve() -> None:
+    """Run the scheduled deployments of prefect.yaml (nightly retraining, hourly monitoring) in this
+    process until stopped, without a work pool or worker; needs a Prefect server (PREFECT_API_URL)."""
+    import os
+
+    from prefect import serve as prefect_serve
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.deployments import held_by_work_pools, served_deployments
+    from pipeline.setup import project_root
+
+    if not PREFECT_API_URL.value():
+        # Without a server Prefect falls back to a temporary in-process API whose scheduler never runs.
+        raise ConfigError("mpops serve needs a Prefect server for its schedules: start one with "
+                          "`prefect server start` and set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    root = project_root()
+    os.chdir(root)  # entrypoints are recorded relative to it, and served runs start in it
+    deployments = served_deployments(root)
+    taken = held_by_work_pools(deployments)
+    if taken:
+        raise ConfigError(f"mpops serve: {', '.join(taken)} already on this Prefect server from `prefect deploy`; "
+                          "a worker and mpops serve cannot share a deployment: delete it first (prefect deployment "
+                          "delete NAME) or serve against another server")
+    out.print(f"serving {', '.join(d.name for d in deployments)} from {root} (Ctrl+C stops)", markup=False)
+    prefect_serve(*deployments)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     from pipeline.setup import disable_telemetry
 

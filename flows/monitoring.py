@@ -16,7 +16,7 @@ from pipeline.monitor import Batch, Champion, DriftReport
 from pipeline.setup import artifact_location
 
 # The nightly retraining deployment of prefect.yaml; used only when a Prefect server is configured.
-RETRAIN_DEPLOYMENT = "mpops-training/nightly-retrain"
+RETRAIN_DEPLOYMENT = "mpops-retrain/nightly-retrain"
 
 
 @dataclass(frozen=True)

@@ -259,8 +259,8 @@ def test_retrain_uses_the_deployment_when_a_server_has_it(monkeypatch):
 
     monkeypatch.setattr(prefect.deployments, "run_deployment", fake_run_deployment)
     said = monitoring._retrain(None, None)
-    assert calls == [("mpops-training/nightly-retrain", 0)]
-    assert said == f"started deployment mpops-training/nightly-retrain: flow run brave-otter ({run_id})"
+    assert calls == [("mpops-retrain/nightly-retrain", 0)]
+    assert said == f"started deployment mpops-retrain/nightly-retrain: flow run brave-otter ({run_id})"
 
     def missing(name, timeout):
         raise ObjectNotFound(None)

@@ -1,0 +1,158 @@
+"""prefect.yaml and `mpops serve`: the same deployments, read as Prefect reads them; nothing is started."""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.errors import ConfigError, DataValidationError, DriftDetected
+from tests.conftest import ROOT
+
+SPEC = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+
+
+def test_prefect_yaml_is_valid_for_prefect_deploy():
+    from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
+    from prefect.flows import load_flow_from_entrypoint
+
+    model = PrefectYamlModel.model_validate(SPEC)
+    assert [d.name for d in model.deployments] == ["nightly-retrain", "hourly-monitor"]
+    # Flow code stays where `prefect deploy` ran: no clone, no image.
+    [pull] = SPEC["pull"]
+    assert list(pull) == ["prefect.deployments.steps.set_working_directory"]
+    assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ project-root.stdout }}"
+    [build] = SPEC["build"]
+    assert build["prefect.deployments.steps.run_shell_script"]["id"] == "project-root"
+    for d in model.deployments:
+        assert d.work_pool.name == "mpops-process"
+        assert d.work_pool.job_variables["env"]["DO_NOT_TRACK"] == "true"
+        [schedule] = d.schedules
+        assert isinstance(schedule, RawScheduleConfig) and schedule.cron and schedule.timezone == "UTC"
+        flow = load_flow_from_entrypoint(str(ROOT / d.entrypoint))
+        flow.validate_parameters(d.parameters)  # the defaults in prefect.yaml fit the flow's signature
+
+
+def test_schedules_are_nightly_and_hourly():
+    from datetime import datetime, timezone
+
+    from prefect.server.schemas.schedules import CronSchedule  # the server side computes the dates
+
+    by_name = {d["name"]: d for d in SPEC["deployments"]}
+    nightly = CronSchedule(**{k: by_name["nightly-retrain"]["schedules"][0][k] for k in ("cron", "timezone")})
+    hourly = CronSchedule(**{k: by_name["hourly-monitor"]["schedules"][0][k] for k in ("cron", "timezone")})
+    start = datetime(2026, 3, 28, 12, 30, tzinfo=timezone.utc)  # spans a European DST change: UTC ignores it
+    nights = [d.astimezone(timezone.utc) for d in _next(nightly, start, 3)]
+    assert [(d.day, d.hour, d.minute) for d in nights] == [(29, 2, 0), (30, 2, 0), (31, 2, 0)]
+    hours = [d.astimezone(timezone.utc) for d in _next(hourly, start, 3)]
+    assert [(d.hour, d.minute) for d in hours] == [(13, 0), (14, 0), (15, 0)]
+
+
+def _next(schedule, start, n):
+    import asyncio
+
+    return asyncio.run(schedule.get_dates(n=n, start=start))
+
+
+def test_served_deployments_match_prefect_yaml(monkeypatch):
+    from flows.deployments import served_deployments
+
+    monkeypatch.chdir(ROOT)
+    served = served_deployments(ROOT)
+    assert [d.name for d in served] == [s["name"] for s in SPEC["deployments"]]
+    for dep, spec in zip(served, SPEC["deployments"]):
+        assert dep.entrypoint == spec["entrypoint"]
+        assert dep.parameters == spec["parameters"]
+        assert dep.tags == spec["tags"]
+        assert dep.work_pool_name is None  # `prefect.serve` runs them in its own process
+        [schedule] = dep.schedules
+        assert schedule.schedule.cron == spec["schedules"][0]["cron"]
+        assert schedule.schedule.timezone == spec["schedules"][0]["timezone"]
+        assert schedule.active is True
+
+
+def test_serve_without_a_prefect_server_exits_2_with_one_line(capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.cli import main
+
+    with temporary_settings(updates={PREFECT_API_URL: None}), pytest.raises(SystemExit) as exit_:
+        main(["serve"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[0].startswith("error: mpops serve needs a Prefect server")
+
+
+def test_retrain_entry_fails_with_the_config_error_line():
+    from flows.deployments import retrain_entry
+
+    state = retrain_entry.fn(overrides=["train.epochs=0"])
+    assert state.is_failed() and state.message == "config: train.epochs must be positive"
+    with pytest.raises(ConfigError):
+        state.result()
+
+
+def _fake_outcome(drifted: bool):
+    report = types.SimpleNamespace(drifted=drifted, reasons=("features: 3 of 64 drifted (pixel_20, pixel_36, pixel_43)",))
+    return types.SimpleNamespace(report=report, report_dir=Path("out/monitoring"), retrain=None)
+
+
+def test_monitor_entry_calls_the_monitoring_flow(monkeypatch, tmp_path):
+    import flows.monitoring
+    from flows.deployments import monitor_entry
+
+    calls = []
+    monkeypatch.setattr(flows.monitoring, "monitor_flow", lambda cfg, root, batch, retrain:
+                        calls.append((cfg, root, batch, retrain)) or _fake_outcome(False))
+    monkeypatch.chdir(ROOT)
+    assert not monitor_entry.fn(batch=str(tmp_path / "b.csv"), retrain=True).report.drifted
+    [(cfg, root, batch, retrain)] = calls
+    assert root == ROOT and batch == str(tmp_path / "b.csv") and retrain is True
+    assert cfg.registry.model_name == "digits-classifier"
+
+
+def test_monitor_entry_fails_the_flow_run_on_drift_with_the_reason(monkeypatch):
+    import flows.monitoring
+    from flows.deployments import monitor_entry
+
+    monkeypatch.setattr(flows.monitoring, "monitor_flow", lambda cfg, root, batch, retrain: _fake_outcome(True))
+    monkeypatch.chdir(ROOT)
+    state = monitor_entry.fn(batch="incoming")
+    assert state.is_failed() and state.message.startswith("drift detected in incoming (features: 3 of 64 drifted")
+    with pytest.raises(DriftDetected):
+        state.result()
+
+
+def test_monitor_entry_fails_with_a_bad_batch_line(monkeypatch):
+    import flows.monitoring
+    from flows.deployments import monitor_entry
+
+    def bad(cfg, root, batch, retrain):
+        raise DataValidationError("monitor: incoming lacks feature columns: ['pixel_0']")
+
+    monkeypatch.setattr(flows.monitoring, "monitor_flow", bad)
+    monkeypatch.chdir(ROOT)
+    state = monitor_entry.fn(batch="incoming")
+    assert state.is_failed() and state.message == "monitor: incoming lacks feature columns: ['pixel_0']"
+
+
+def test_serve_with_an_unreachable_prefect_server_exits_2(capsys, monkeypatch):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.cli import main
+
+    monkeypatch.chdir(ROOT)
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{_closed_port()}/api"}), \
+            pytest.raises(SystemExit) as exit_:
+        main(["serve"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[0].startswith("error: cannot reach the Prefect server at http://127.0.0.1:")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket closes
