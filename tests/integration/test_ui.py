@@ -67,7 +67,10 @@ class Store:
         client = MlflowClient(uri, uri)
         self.uri, self.artifacts = uri, artifacts
         self.experiment_id = client.get_experiment_by_name("mpops").experiment_id
-        [self.parent] = client.search_runs([self.experiment_id], "tags.mlflow.runName = 'pipeline'")
+        runs = client.search_runs([self.experiment_id])
+        [self.parent] = [r for r in runs if r.info.run_name == "pipeline"]
+        self.runs = len(runs)
+        self.precisions = sorted(r.info.run_name for r in runs if r.info.run_name != "pipeline")
         self.version = client.get_model_version_by_alias(MODEL, "champion")
         self.plots = sorted(f.path for f in client.list_artifacts(self.parent.info.run_id, "plots")
                             if f.path.endswith(".png"))
@@ -174,12 +177,13 @@ def body_text(d) -> str:
     return d.find_element(By.TAG_NAME, "body").text
 
 
-def open_and_expect(d, url: str, needles: list[str], shot: str) -> str:
-    """Open a page, wait until every needle is in its visible text, screenshot it either way."""
+def open_and_expect(d, url: str | None, needles: list[str], shot: str) -> str:
+    """Open a page (None: stay), wait until every needle is in its visible text, screenshot it either way."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    d.get(url)
+    if url:
+        d.get(url)
     try:
         WebDriverWait(d, WAIT_S, poll_frequency=0.5).until(lambda d: all(n in body_text(d) for n in needles))
     except TimeoutException:
@@ -206,9 +210,15 @@ def click_text(d, text: str) -> None:
         (By.XPATH, f"//*[normalize-space(text())='{text}']"))).click()
 
 
-def test_experiment_page_lists_the_pipeline_run(driver, server, store):
-    open_and_expect(driver, f"{server}/#/experiments/{store.experiment_id}/runs", ["mpops", "Training runs", "pipeline"],
-                    "01-experiment-runs.png")
+def test_experiment_page_lists_the_pipeline_run_and_its_precisions(driver, server, store):
+    from selenium.webdriver.common.by import By
+
+    open_and_expect(driver, f"{server}/#/experiments/{store.experiment_id}/runs",
+                    ["mpops", "Training runs", "pipeline", f"{store.runs} matching runs"], "01-experiment-runs.png")
+    # Child runs are folded under their parent: unfold `pipeline` as a reviewer would.
+    driver.find_element(By.XPATH, "//*[@role='gridcell'][.//*[normalize-space(text())='pipeline']]//button").click()
+    children = [f"\n{p}\n" for p in store.precisions]  # whole lines: run names, not words inside other cells
+    open_and_expect(driver, None, children, "01-experiment-runs-unfolded.png")
 
 
 def test_parent_run_shows_the_gate_verdict_and_report(driver, server, store):
