@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.setup import TELEMETRY_OFF
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -125,7 +126,8 @@ def server(store, tmp_path_factory) -> str:
              "--backend-store-uri", store.uri, "--default-artifact-root", store.artifacts.as_uri(),
              "--workers", "1"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MLFLOW_TRACKING_URI": store.uri})
+            # Telemetry off here too: the server also answers its UI's telemetry-config request.
+            env={**TELEMETRY_OFF, **os.environ, "MLFLOW_TRACKING_URI": store.uri})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + WAIT_S
@@ -177,15 +179,29 @@ def body_text(d) -> str:
     return d.find_element(By.TAG_NAME, "body").text
 
 
+def _transient():
+    """What a React page throws at a script while it re-renders: retried by the waits, not failures."""
+    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                            NoSuchElementException, StaleElementReferenceException)
+
+    return (NoSuchElementException, StaleElementReferenceException, ElementClickInterceptedException,
+            ElementNotInteractableException)
+
+
+def wait(d):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(d, WAIT_S, poll_frequency=0.5, ignored_exceptions=_transient())
+
+
 def open_and_expect(d, url: str | None, needles: list[str], shot: str) -> str:
     """Open a page (None: stay), wait until every needle is in its visible text, screenshot it either way."""
     from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
 
     if url:
         d.get(url)
     try:
-        WebDriverWait(d, WAIT_S, poll_frequency=0.5).until(lambda d: all(n in body_text(d) for n in needles))
+        wait(d).until(lambda d: all(n in body_text(d) for n in needles))
     except TimeoutException:
         text = body_text(d)
         pytest.fail(f"{url}: never showed {[n for n in needles if n not in text]}; page text:\n{text[:3000]}")
@@ -201,22 +217,26 @@ def png_width(path: Path) -> int:
     return int.from_bytes(head[16:20], "big")
 
 
-def click_text(d, text: str) -> None:
+def click(d, xpath: str) -> None:
+    """Click the first match once it exists and takes the click (a re-render may replace it meanwhile)."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(d, WAIT_S).until(ec.element_to_be_clickable(
-        (By.XPATH, f"//*[normalize-space(text())='{text}']"))).click()
+    def attempt(d) -> bool:
+        d.find_element(By.XPATH, xpath).click()
+        return True
+
+    wait(d).until(attempt)
+
+
+def click_text(d, text: str) -> None:
+    click(d, f"//*[normalize-space(text())='{text}']")
 
 
 def test_experiment_page_lists_the_pipeline_run_and_its_precisions(driver, server, store):
-    from selenium.webdriver.common.by import By
-
     open_and_expect(driver, f"{server}/#/experiments/{store.experiment_id}/runs",
                     ["mpops", "Training runs", "pipeline", f"{store.runs} matching runs"], "01-experiment-runs.png")
     # Child runs are folded under their parent: unfold `pipeline` as a reviewer would.
-    driver.find_element(By.XPATH, "//*[@role='gridcell'][.//*[normalize-space(text())='pipeline']]//button").click()
+    click(driver, "//*[@role='gridcell'][.//*[normalize-space(text())='pipeline']]//button")
     children = [f"\n{p}\n" for p in store.precisions]  # whole lines: run names, not words inside other cells
     open_and_expect(driver, None, children, "01-experiment-runs-unfolded.png")
 
@@ -242,7 +262,6 @@ def test_parent_run_plots_render_in_the_artifact_browser(driver, server, store):
                     ["plots", "gate", "validation"], "03-artifacts.png")
     click_text(driver, "plots")
     from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
 
     seen: set[str] = set()
     for path in store.plots:
@@ -253,7 +272,7 @@ def test_parent_run_plots_render_in_the_artifact_browser(driver, server, store):
         find = """return Array.from(document.images).filter(i => i.complete && i.naturalWidth === arguments[0]
                   && i.getClientRects().length > 0 && !arguments[1].includes(i.src)).map(i => i.src)"""
         try:
-            srcs = WebDriverWait(driver, WAIT_S).until(
+            srcs = wait(driver).until(
                 lambda d: f"plots/{name}" in body_text(d) and driver.execute_script(find, width, list(seen)))
         except TimeoutException:
             pytest.fail(f"{path}: no rendered <img> {width} px wide; page text:\n{body_text(driver)[:2000]}")
