@@ -25,8 +25,8 @@ def _silence_class_3_in_bf16(monkeypatch):
 
     real = ft.train
 
-    def degraded(split, cfg, policy, ckpt=None):
-        result = real(split, cfg, policy, ckpt)
+    def degraded(split, cfg, policy, ckpt=None, on_epoch=None):
+        result = real(split, cfg, policy, ckpt, on_epoch)
         if policy.name == "bf16":  # the planted regression: bf16's model can no longer predict class 3
             last = [m for m in result.model.modules() if isinstance(m, torch.nn.Linear)][-1]
             with torch.no_grad():
