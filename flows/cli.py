@@ -342,9 +342,10 @@ def serve() -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    from pipeline.setup import disable_telemetry
+    from pipeline.setup import disable_telemetry, prefect_defaults
 
     disable_telemetry()
+    prefect_defaults()
     try:
         app(args=argv, standalone_mode=False)
     except MpopsError as e:

@@ -20,6 +20,16 @@ def disable_telemetry() -> None:
         os.environ.setdefault(key, value)
 
 
+# Prefect's temporary server (no PREFECT_API_URL) gets 20 s to start by default; a loaded 2-core
+# laptop or CI runner can take longer, and the run then dies before doing anything.
+PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+
+
+def prefect_defaults() -> None:
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
 def project_root() -> Path:
     """The folder holding data.dvc: the current one or an ancestor, else the current folder."""
     here = Path.cwd().resolve()
