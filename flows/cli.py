@@ -103,7 +103,7 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     out.print(f"Tracking store: {uri}  (look: mlflow ui --backend-store-uri {uri}); parent run {outcome.parent_run_id}")
     out.print(f"Summary: {paragraph}", markup=False)
     written = [f"validation report {root / cfg.validation.report_dir}",
-               f"parent run {_run_link(uri, outcome.parent_run_id)} (gate/report.md, gate/report.json, tradeoff.md, "
+               f"parent run {_run_link(outcome.parent_run_id)} (gate/report.md, gate/report.json, tradeoff.md, "
                "plots/*.png, validation/)",
                f"model models:/{reg.model_name}/{reg.version} (model_card.md, monitoring/ reference and fp32 twin)"]
     if report:
@@ -111,14 +111,12 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     out.print("Written: " + "; ".join(written), markup=False)
 
 
-def _run_link(uri: str, run_id: str) -> str:
+def _run_link(run_id: str) -> str:
     """A clickable URL for a tracking server; the run ID for a local store (open it with `mlflow ui`)."""
-    import mlflow
+    from pipeline.registry import run_url
 
-    if not uri.startswith("http"):
-        return run_id
-    exp = mlflow.MlflowClient().get_run(run_id).info.experiment_id
-    return f"{uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}"
+    url = run_url(run_id)
+    return url if url.startswith("http") else run_id
 
 
 def ci_summary(outcome) -> str:

@@ -15,8 +15,6 @@ from pipeline.config import GateConfig
 from pipeline.evaluate import EvalResult, Latency
 from pipeline.metrics import bootstrap_delta_ci, flip_matrix, mcnemar_exact
 
-GROUPS = ("quality", "significance", "agreement", "per-class", "calibration", "robustness", "cost", "health")
-
 
 @dataclass(frozen=True)
 class CandidateMetrics:

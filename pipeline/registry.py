@@ -218,7 +218,8 @@ def _description(result: TrainResult, ev: EvalResult, report: GateReport, parent
             f"Full report: gate/report.md and model_card.md in the model's run.")
 
 
-def _run_url(run_id: str) -> str:
+def run_url(run_id: str) -> str:
+    """The run's page: a full URL on a tracking server, the UI's relative route for a local store."""
     run = MlflowClient().get_run(run_id)
     uri = mlflow.get_tracking_uri()
     base = uri.rstrip("/") if uri.startswith("http") else ""
@@ -267,7 +268,7 @@ def register(cfg: Config, run_id: str, parent_run_id: str, result: TrainResult, 
     version = mlflow.register_model(model_uri, name, tags=tags)
     try:
         client.update_model_version(name, version.version, description=_description(
-            result, ev, report, parent_run_id, prov, _run_url(parent_run_id)))
+            result, ev, report, parent_run_id, prov, run_url(parent_run_id)))
         move, champion_reason = _champion_decision(client, cfg, ev, split)
         client.set_model_version_tag(name, version.version, "registry.champion_decision", champion_reason[:5000])
     except Exception:
