@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from pipeline.precision import resolve_device
+from pipeline.core.device import resolve_device
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -22,10 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matmul_peak import DTYPES, gflops  # noqa: E402
 
-from pipeline.config import Config  # noqa: E402
-from pipeline.data import load_dataset, split_dataset  # noqa: E402
-from pipeline.precision import make_policy, resolve_device  # noqa: E402
-from pipeline.train import train  # noqa: E402
+from pipeline.core.config import Config  # noqa: E402
+from pipeline.core.data import load_dataset, split_dataset  # noqa: E402
+from pipeline.core.device import resolve_device  # noqa: E402
+from pipeline.core.train import train  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
         runs: dict[str, list] = {p: [] for p in precisions}
         for _ in range(args.repeats):
             for p in precisions:
-                runs[p].append(train(split, train_cfg, make_policy(p, device)))
+                runs[p].append(train(split, train_cfg, p, device=device))
         flops = runs["fp32"][0].spec.flops_per_sample
         figures = {}
         for p in precisions:

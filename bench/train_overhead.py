@@ -3,7 +3,7 @@
     .venv/bin/python bench/train_overhead.py [--models mlp,transformer] [--precisions fp32,bf16,fp16]
         [--epochs 6] [--repeats 3] [--no-lightning]
 
-Same model (pipeline.models), initial weights, data order (pipeline.train.batch_order), batch size
+Same model (pipeline.core.models), initial weights, data order (pipeline.core.train.batch_order), batch size
 and precision for all three; each timed from the same warm-up step to the end, interleaved and
 repeated, medians reported. mpops does more per step than the bare loop (gradient unscale and norm,
 loss-scale read, health records): the ratio says what that costs. Target: mpops/bare >= 0.97 and
@@ -21,11 +21,11 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from pipeline.config import Config, TrainConfig
-from pipeline.data import Split, load_dataset, split_dataset
-from pipeline.models import ModelSpec, build_model
-from pipeline.precision import make_policy, resolve_device
-from pipeline.train import batch_order, train
+from pipeline.core.config import Config, TrainConfig
+from pipeline.core.data import Split, load_dataset, split_dataset
+from pipeline.core.models import ModelSpec, build_model
+from pipeline.core.device import resolve_device
+from pipeline.core.train import batch_order, train
 
 DEVICE = torch.device("cpu")  # --device sets it
 LIGHTNING_PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed", "bf16-true": "bf16-true"}
@@ -68,7 +68,7 @@ def bare_loop(split: Split, cfg: TrainConfig, precision: str) -> float:
 
 
 def mpops_trainer(split: Split, cfg: TrainConfig, precision: str) -> float:
-    return train(split, cfg, make_policy(precision, DEVICE)).samples_per_s
+    return train(split, cfg, precision, device=DEVICE).samples_per_s
 
 
 def lightning_trainer(split: Split, cfg: TrainConfig, precision: str) -> float:

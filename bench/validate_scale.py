@@ -17,12 +17,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipeline import checks
-from pipeline.config import ValidationConfig
-from pipeline.data import assign_split
-from pipeline.setup import disable_telemetry
-from pipeline.suite import infer_suite, write_suite
-from pipeline.validate import validate_frame
+from pipeline.core.validation import checks
+from pipeline.core.config import ValidationConfig
+from pipeline.core.data import assign_split
+from pipeline.core.project import disable_telemetry
+from pipeline.core.validation.suite import infer_suite, write_suite
+from pipeline.core.validation.validate import validate_frame
 
 
 def synthetic(rows: int, features: int = 64, classes: int = 10, seed: int = 0) -> pd.DataFrame:

@@ -1,7 +1,8 @@
-"""`mpops`: the command line of DESIGN.md. Exit codes come from pipeline.errors."""
+"""`mpops`: the command line (docs/design.md lists the commands and exit codes). Each command calls a flow."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from pipeline.errors import ConfigError, MpopsError
+from flows.common import prepare_process, resolve
+from pipeline.core.errors import ConfigError, DriftDetected, MpopsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train in mixed precision, gate against fp32, register in MLflow.")
@@ -20,152 +22,95 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
 ConfigOpt = typer.Option(None, "--config", help="YAML config file")
 DataOpt = typer.Option(None, "--data", help="CSV/Parquet file or folder (default: data/ pinned by data.dvc)")
+SetOpt = typer.Option([], "--set", help="override a config key: --set train.epochs=5")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bars and only Prefect's warnings")
+
+
+def _say(text: str) -> None:
+    out.print(text, markup=False, highlight=False)
 
 
 def _progress(quiet: bool) -> None:
     """Progress bars on a terminal, plain epoch lines in CI logs; --quiet: neither, and Prefect says only warnings."""
-    import os
-
-    from pipeline.progress import setup_progress
+    from pipeline.render.progress import setup_progress
 
     setup_progress("auto", quiet)
     if quiet:
-        # read when Prefect's settings load: the flows are imported only after this point
-        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"  # read when Prefect's settings load, after this point
 
 
-def _config(config: Optional[Path], data: Optional[str], sets: list[str], precisions: Optional[str] = None):
-    from pipeline.config import load_config, with_data_path, with_precisions
-    from pipeline.setup import project_root
+def _tracking() -> str:
+    from pipeline.core.project import project_root
+    from pipeline.tracking.store import setup_tracking
 
-    root = project_root()
-    cfg = load_config(config, sets)
-    if precisions:
-        cfg = with_precisions(cfg, precisions)
-    if data:
-        cfg = with_data_path(cfg, str(Path(data).resolve()))
-    elif not Path(cfg.data.path).is_absolute():
-        cfg = with_data_path(cfg, str(root / cfg.data.path))
-    return root, cfg
+    return setup_tracking(project_root())
 
 
 @app.command()
 def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
-        precisions: Optional[str] = typer.Option(None, "--precisions", help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8"),
-        set_: list[str] = typer.Option([], "--set", help="override a config key: --set train.epochs=5"),
+        precisions: Optional[str] = typer.Option(None, "--precisions",
+                                                 help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8"),
+        set_: list[str] = SetOpt,
         resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints"),
         report: Optional[Path] = typer.Option(None, "--report", help="write the gate report (JSON) here, pass or fail"),
         quiet: bool = QuietOpt) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
-    from pipeline.setup import setup_tracking
-    from pipeline.summary import summary_table, what_it_bought
+    from pipeline.core import distributed
 
-    from pipeline import distributed
-
-    root, cfg = _config(config, data, set_, precisions)
+    root, cfg = resolve(config, data, precisions, set_)
     if not distributed.init_from_env().is_main:
         _follow(cfg)  # torchrun: this rank only trains; rank 0 runs the pipeline and logs
         return
     if resume and distributed.world().size > 1:
         raise ConfigError("--resume continues single-process runs only; run it without torchrun")
     _progress(quiet)
-    uri = setup_tracking(root)
     from flows.training import training_flow
+    from flows.run_output import print_run, write_run_report
 
     try:
-        outcome = training_flow(cfg, root, resume)
+        outcome = training_flow(str(config) if config else None, data, precisions, set_, resume)
     except MpopsError as e:
         if report:
-            gate = getattr(e, "gate_report", None)
-            _write_report(report, {"passed": False, "exit_code": e.exit_code, "error": str(e),
-                                   "gate": json.loads(gate.to_json()) if gate else None})
+            write_run_report(report, error=e)
         raise
     finally:
         distributed.announce("done")
         distributed.shutdown()
-    paragraph = ci_summary(outcome)
     if report:
-        _write_report(report, {"passed": True, "exit_code": 0, "summary": paragraph,
-                               "gate": json.loads(outcome.gate.to_json()),
-                               "registered": {"model": outcome.registration.model_name,
-                                              "version": outcome.registration.version,
-                                              "aliases": list(outcome.registration.aliases)}})
-    out.print(summary_table(list(outcome.results), list(outcome.evals), outcome.gate))
-    dropped = [f"{r.precision}: {r.reason}" for r in outcome.probes if r.dropped]
-    if dropped:
-        out.print(f"Dropped by the precision probe before full training: {'; '.join(dropped)}", markup=False)
-    out.print(f"What reduced precision bought on this machine: {what_it_bought(outcome.gate) or 'n/a'}")
-    out.print(f"Gate: {outcome.gate.reason}")
-    reg = outcome.registration
-    out.print(f"Registered {reg.model_name} version {reg.version} with alias(es) {', '.join(reg.aliases)} "
-              f"({reg.champion_reason}).")
-    out.print(f"Tracking store: {uri}  (look: mlflow ui --backend-store-uri {uri}); parent run {outcome.parent_run_id}")
-    out.print(f"Summary: {paragraph}", markup=False)
-    written = [f"validation report {root / cfg.validation.report_dir}",
-               f"parent run {_run_link(outcome.parent_run_id)} (gate/report.md, gate/report.json, tradeoff.md, "
-               "plots/*.png, validation/)",
-               f"model models:/{reg.model_name}/{reg.version} (model_card.md, monitoring/ reference and fp32 twin)"]
-    if report:
-        written.append(f"gate report {report}")
-    out.print("Written: " + "; ".join(written), markup=False)
-
-
-def _run_link(run_id: str) -> str:
-    """A clickable URL for a tracking server; the run ID for a local store (open it with `mlflow ui`)."""
-    from pipeline.registry import run_url
-
-    url = run_url(run_id)
-    return url if url.startswith("http") else run_id
-
-
-def ci_summary(outcome) -> str:
-    """One paragraph for a CI log: what was trained, what the gate chose and why, what was registered."""
-    gate, reg = outcome.gate, outcome.registration
-    dropped = [f"{r.precision} ({r.reason})" for r in outcome.probes if r.dropped]
-    selected = gate.verdict(gate.selected)
-    return (f"mpops trained {', '.join(r.precision for r in outcome.results)}"
-            + (f"; the probe dropped {'; '.join(dropped)}" if dropped else "")
-            + f". The gate selected {gate.selected} ({selected.speedup:.2f}x fp32 training throughput, accuracy "
-            f"{selected.accuracy:.4f}, {selected.accuracy_delta:+.4f} vs fp32, {selected.memory_ratio:.2f}x peak memory)."
-            f" Registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}; {reg.champion_reason}.")
-
-
-def _write_report(path: Path, body: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(body, indent=2) + "\n")
+        write_run_report(report, outcome=outcome)
+    print_run(out, outcome, cfg, root, _tracking(), report)
 
 
 def _follow(cfg) -> None:
-    from pipeline import distributed
-    from pipeline.data import load_dataset, split_dataset
-    from pipeline.precision import resolve_device
+    from pipeline.core import distributed
+    from pipeline.core.data import load_dataset, split_dataset
+    from pipeline.core.device import resolve_device
+    from pipeline.core.follower import follow
 
-    split = split_dataset(load_dataset(cfg.data.path, cfg.data.label_column), cfg.data.test_size,
-                          cfg.data.split_seed)
+    split = split_dataset(load_dataset(cfg.data.path, cfg.data.label_column), cfg.data.test_size, cfg.data.split_seed)
     try:
-        distributed.follow(split, cfg.train, resolve_device(cfg.train.device))
+        follow(split, cfg.train, resolve_device(cfg.train.device))
     finally:
         distributed.shutdown()
 
 
 @app.command()
-def validate(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
-             set_: list[str] = typer.Option([], "--set")) -> None:
+def validate(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt, set_: list[str] = SetOpt) -> None:
     """Run only the data validation stage; the report goes to validation.report_dir."""
-    from pipeline.data import load_dataset
-    from pipeline.validate import validate_frame, write_report
+    from pipeline.core.data import load_dataset
+    from pipeline.core.validation.report import write_report
+    from pipeline.core.validation.validate import validate_frame
 
-    root, cfg = _config(config, data, set_)
+    root, cfg = resolve(config, data, None, set_)
     ds = load_dataset(cfg.data.path, cfg.data.label_column)
     report = validate_frame(ds.frame, root / cfg.validation.suite, cfg.validation, cfg.data)
     paths = write_report(report, root / cfg.validation.report_dir)
     for warning in report.warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False)
     report.raise_if_failed(where=str(paths["report"].parent))
-    out.print(f"data validation passed: {len(report.checks)} checks on {report.rows} rows ({report.suite}), "
-              f"{len(report.warnings)} warning(s); report {paths['report']}, Data Docs {paths['data_docs']}, "
-              f"label suspects {paths['label_issues']} ({len(report.label_suspects)} rows)", markup=False)
+    _say(f"data validation passed: {len(report.checks)} checks on {report.rows} rows ({report.suite}), "
+         f"{len(report.warnings)} warning(s); report {paths['report']}, Data Docs {paths['data_docs']}, "
+         f"label suspects {paths['label_issues']} ({len(report.label_suspects)} rows)")
 
 
 expectations_app = typer.Typer(no_args_is_help=True, help="Great Expectations suites under expectations/.")
@@ -179,16 +124,16 @@ def expectations_init(data: str = typer.Option(..., "--data", help="a trusted re
                       force: bool = typer.Option(False, "--force", help="overwrite an existing suite"),
                       config: Optional[Path] = ConfigOpt) -> None:
     """Write a suite (schema, ranges, label set, class shares) inferred from a reference file, for review."""
-    from pipeline.data import load_dataset
-    from pipeline.suite import infer_suite, write_suite
+    from pipeline.core.data import load_dataset
+    from pipeline.core.validation.suite import infer_suite, write_suite
 
-    root, cfg = _config(config, data, [])
+    root, cfg = resolve(config, data)
     label_column = label or cfg.data.label_column
     ds = load_dataset(cfg.data.path, label_column)
     suite = infer_suite(ds.frame, name, label_column, data)
     path = write_suite(suite, root / "expectations", force)
-    out.print(f"wrote {path} ({len(suite['expectations'])} expectations from {len(ds.frame)} rows); review it, "
-              f"then point validation.suite at it and commit it", markup=False)
+    _say(f"wrote {path} ({len(suite['expectations'])} expectations from {len(ds.frame)} rows); review it, "
+         "then point validation.suite at it and commit it")
 
 
 @app.command()
@@ -197,14 +142,13 @@ def predict(input: str = typer.Option(..., "--input", help="CSV/Parquet of the f
             model_uri: Optional[str] = typer.Option(None, "--model-uri"),
             config: Optional[Path] = ConfigOpt) -> None:
     """Score a file with the champion (or --model-uri)."""
-    from pipeline.predict import predict_file
-    from pipeline.setup import setup_tracking
+    from pipeline.tracking.predict import predict_file
 
-    root, cfg = _config(config, None, [])
-    setup_tracking(root)
+    _, cfg = resolve(config)
+    _tracking()
     uri = model_uri or f"models:/{cfg.registry.model_name}@champion"
     n = predict_file(uri, input, output, cfg.data.label_column)
-    out.print(f"wrote {n} predictions from {uri} to {output}")
+    _say(f"wrote {n} predictions from {uri} to {output}")
 
 
 @app.command()
@@ -213,38 +157,32 @@ def sweep(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
           quiet: bool = QuietOpt) -> None:
     """Train every available precision (and sweep.batch_sizes) as nested runs; log the trade-off table and
     Pareto plot; name the precision the gate would pick. Registers nothing."""
-    from pipeline.setup import setup_tracking
-
-    root, cfg = _config(config, data, set_)
+    resolve(config, data, None, set_)  # a bad config stops here, before Prefect starts
     _progress(quiet)
-    uri = setup_tracking(root)
     from flows.sweep import sweep_flow
 
-    outcome = sweep_flow(cfg, root)
-    out.print(outcome.table, markup=False)
+    outcome = sweep_flow(str(config) if config else None, data, set_)
+    _say(outcome.table)
     picks = "; ".join(f"batch {b}: {p or 'nothing passed'}" for b, p in outcome.picks)
-    out.print(f"The gate would pick: {picks}. Pareto plot {outcome.plot}; parent run {outcome.parent_run_id} "
-              f"in {uri}", markup=False)
+    _say(f"The gate would pick: {picks}. Pareto plot {outcome.plot}; parent run {outcome.parent_run_id} "
+         f"in {_tracking()}")
 
 
 @app.command("noise-floor")
 def noise_floor(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
                 seeds: Optional[int] = typer.Option(None, "--seeds", help="fp32 trainings (default sweep.noise_seeds)"),
-                set_: list[str] = typer.Option([], "--set"), quiet: bool = QuietOpt) -> None:
+                set_: list[str] = SetOpt, quiet: bool = QuietOpt) -> None:
     """Train fp32 with N seeds; report the spread of every gated figure and the tolerances it suggests."""
-    from pipeline.setup import setup_tracking
-
-    root, cfg = _config(config, data, set_ + ([f"sweep.noise_seeds={seeds}"] if seeds is not None else []))
+    resolve(config, data, None, [*set_, *([f"sweep.noise_seeds={seeds}"] if seeds is not None else [])])
     _progress(quiet)
-    uri = setup_tracking(root)
     from flows.sweep import noise_floor_flow
 
-    outcome = noise_floor_flow(cfg, root, cfg.sweep.noise_seeds)
-    out.print(outcome.report, markup=False)
+    outcome = noise_floor_flow(str(config) if config else None, data, set_, seeds)
+    _say(outcome.report)
     tight = [r.config_key for r in outcome.rows if r.tighter_than_noise]
-    out.print(("Tighter than the noise (fp32 alone can fail them): " + ", ".join(tight)) if tight else
-              "Every configured tolerance is looser than the seed-to-seed noise.", markup=False)
-    out.print(f"Parent run {outcome.parent_run_id} in {uri}", markup=False)
+    _say(("Tighter than the noise (fp32 alone can fail them): " + ", ".join(tight)) if tight else
+         "Every configured tolerance is looser than the seed-to-seed noise.")
+    _say(f"Parent run {outcome.parent_run_id} in {_tracking()}")
 
 
 @app.command()
@@ -255,73 +193,39 @@ def monitor(batch: str = typer.Option(..., "--batch", help="CSV/Parquet of the f
             set_: list[str] = typer.Option([], "--set", help="override a config key: --set monitor.psi_threshold=0.3")
             ) -> None:
     """Compare a batch with the champion's training reference; exit 5 on drift."""
-    from rich.table import Table
+    from flows.run_output import print_monitor
 
-    from pipeline.errors import DriftDetected
-    from pipeline.setup import setup_tracking
-
-    import os
-
-    root, cfg = _config(config, None, set_)
-    setup_tracking(root)
+    _, cfg = resolve(config, None, None, set_)
     # The champion and its reference are downloaded on every call; progress bars only clutter the verdict.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from flows.monitoring import monitor_flow
 
-    outcome = monitor_flow(cfg, root, batch, retrain, model_uri)
-    report = outcome.report
-    version = f" version {outcome.model_version}" if outcome.model_version else ""
-    out.print(f"Monitored {batch}: {report.rows} rows against {outcome.model_uri}{version} ({report.precision})",
-              markup=False)
-    if report.drifted_features:
-        table = Table(title=f"Drifted features ({len(report.drifted_features)} of {len(report.features)})")
-        for col in ("feature", "PSI", "KS p-value", "reference mean", "batch mean", "beyond fp16"):
-            table.add_column(col, justify="left" if col == "feature" else "right")
-        for f in report.drifted_features[:20]:
-            table.add_row(f.name, f"{f.psi:.3f}", f"{f.ks_pvalue:.2g}", f"{f.reference_mean:.3g}",
-                          f"{f.batch_mean:.3g}", str(f.fp16_overflow))
-        out.print(table)
-    acc = "n/a (no labels)" if report.accuracy is None else f"{report.accuracy:.4f}"
-    agree = "n/a" if report.agreement is None else f"{report.agreement:.2%}"
-    ref_agree = "n/a" if report.reference_agreement is None else f"{report.reference_agreement:.2%}"
-    out.print(f"Drifted features {report.drifted_share:.1%}; prediction PSI {report.prediction_psi:.3f}; accuracy "
-              f"{acc} (registered {report.reference_accuracy:.4f}); fp32-twin agreement {agree} (registered "
-              f"{ref_agree}); values beyond fp16 range {report.fp16_overflow}", markup=False)
-    out.print(f"Report: {outcome.report_dir}; MLflow run {outcome.run_id} (experiment {cfg.monitor.experiment})",
-              markup=False)
-    if outcome.retrain:
-        out.print(f"Retrain: {outcome.retrain}", markup=False)
-    checks = ", ".join(r.split(":")[0] for r in report.reasons)
-    out.print(f"Verdict: drift ({checks})" if report.drifted else f"Verdict: {report.verdict}", markup=False)
-    if report.drifted:
-        todo = (f"retrain: {outcome.retrain}" if outcome.retrain
-                else "check the data source, or retrain (`mpops run`, or `mpops monitor --retrain`)")
-        raise DriftDetected(f"monitor: drift detected in {batch} ({checks}); report {outcome.report_dir / 'report.md'}; "
-                            f"{todo}",
-                            detail="\n".join(f"  {r}" for r in report.reasons))
+    try:
+        outcome = monitor_flow(batch, retrain, str(config) if config else None, set_, model_uri)
+    except DriftDetected as e:
+        print_monitor(out, batch, e.outcome, cfg.monitor.experiment)
+        raise
+    print_monitor(out, batch, outcome, cfg.monitor.experiment)
 
 
 @app.command("restore-data")
 def restore_data() -> None:
     """Restore data/ as pinned by data.dvc: dvc pull, else rebuild and verify against data.dvc."""
-    from pipeline.data import restore_bundled_data
-    from pipeline.setup import project_root
+    from pipeline.core.bundled import restore_bundled_data
+    from pipeline.core.project import project_root
 
-    how = restore_bundled_data(project_root())
-    out.print(f"data/: {how}")
+    _say(f"data/: {restore_bundled_data(project_root())}")
 
 
 @app.command()
 def serve() -> None:
     """Run the scheduled deployments of prefect.yaml (nightly retraining, hourly monitoring) in this
     process until stopped, without a work pool or worker; needs a Prefect server (PREFECT_API_URL)."""
-    import os
-
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL
 
     from flows.deployments import held_by_work_pools, served_deployments
-    from pipeline.setup import project_root
+    from pipeline.core.project import project_root
 
     if not PREFECT_API_URL.value():
         # Without a server Prefect falls back to a temporary in-process API whose scheduler never runs.
@@ -335,37 +239,37 @@ def serve() -> None:
         raise ConfigError(f"mpops serve: {', '.join(taken)} already on this Prefect server from `prefect deploy`; "
                           "a worker and mpops serve cannot share a deployment: delete it first (prefect deployment "
                           "delete NAME) or serve against another server")
-    out.print(f"serving {', '.join(d.name for d in deployments)} from {root} (Ctrl+C stops)", markup=False)
+    _say(f"serving {', '.join(d.name for d in deployments)} from {root} (Ctrl+C stops)")
     prefect_serve(*deployments)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    from pipeline.setup import disable_telemetry, prefect_defaults
-
-    disable_telemetry()
-    prefect_defaults()
-    try:
-        app(args=argv, standalone_mode=False)
-    except MpopsError as e:
+def _exit_for(e: BaseException) -> int:
+    """The exit code of an exception that escaped a command, after printing what the user needs."""
+    if isinstance(e, MpopsError):
         err.print(f"error: {e}", markup=False, highlight=False)
         if e.detail:
             err.print(e.detail, markup=False, highlight=False)
-        sys.exit(e.exit_code)
+        return e.exit_code
+    if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer ships its own click)
+        e.show()
+        return 2
+    frame = traceback.extract_tb(e.__traceback__)[-1]
+    err.print(f"internal error: {type(e).__name__}: {e} (at {frame.filename}:{frame.lineno}); "
+              "this is a bug, please report it with the traceback below", markup=False, highlight=False)
+    traceback.print_exc()
+    return 1
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    prepare_process()
+    try:
+        app(args=argv, standalone_mode=False)
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
     except typer.Abort:
         sys.exit(130)
-    except Exception as e:  # click's usage errors are handled below; anything else is a bug
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(2)
-        frame = traceback.extract_tb(e.__traceback__)[-1]
-        err.print(f"internal error: {type(e).__name__}: {e} (at {frame.filename}:{frame.lineno}); "
-                  "this is a bug, please report it with the traceback below", markup=False, highlight=False)
-        traceback.print_exc()
-        sys.exit(1)
+    except Exception as e:  # noqa: BLE001  every escape becomes one line and an exit code
+        sys.exit(_exit_for(e))
 
 
 if __name__ == "__main__":

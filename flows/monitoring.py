@@ -1,22 +1,31 @@
-"""The monitoring flow: a batch against the champion's stored reference; on drift, optionally retrain."""
+"""The monitoring flow: a batch against the champion's stored reference; on drift, optionally retrain.
+
+Drift ends the flow run Failed (DriftDetected, exit 5 for the command line), so a schedule shows it
+in the UI and in notifications; the outcome travels on the exception for the command line's report.
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import State
 
-from flows.training import _user_error_as_state
-from pipeline import monitor
-from pipeline.config import Config
-from pipeline.monitor import Batch, Champion, DriftReport
-from pipeline.setup import artifact_location
+from flows.common import prepare_process, resolve
+from flows.training import training_flow
+from pipeline.core.batch import Batch, load_batch, score_batch
+from pipeline.core.config import Config
+from pipeline.core.drift import DriftReport
+from pipeline.core.errors import DriftDetected, MpopsError
+from pipeline.render.drift import write_report
+from pipeline.tracking import monitoring, reference
+from pipeline.tracking.reference import Champion
+from pipeline.tracking.store import artifact_location, setup_tracking
 
 # The nightly retraining deployment of prefect.yaml; used only when a Prefect server is configured.
-RETRAIN_DEPLOYMENT = "mpops-retrain/nightly-retrain"
+RETRAIN_DEPLOYMENT = "mpops-training/nightly-retrain"
 
 
 @dataclass(frozen=True)
@@ -29,32 +38,32 @@ class MonitorOutcome:
     retrain: str | None  # what --retrain did, None when it was not asked for or nothing drifted
 
 
-@task(name="load-champion", cache_policy=NO_CACHE)
+@task(name="load-champion", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def load_champion(model_uri: str) -> Champion:
-    return _user_error_as_state(monitor.load_champion, model_uri)
+    return reference.load_champion(model_uri)
 
 
 @task(name="load-batch", cache_policy=NO_CACHE)
-def load_batch(cfg: Config, batch_path: str, champion: Champion) -> Batch:
-    return _user_error_as_state(monitor.load_batch, batch_path, champion.reference.feature_columns,
-                                cfg.data.label_column)
+def read_batch(cfg: Config, batch_path: str, champion: Champion) -> Batch:
+    return load_batch(batch_path, champion.reference.feature_columns, cfg.data.label_column)
 
 
 @task(name="monitor-batch", cache_policy=NO_CACHE)
 def monitor_batch(cfg: Config, champion: Champion, batch: Batch) -> DriftReport:
-    return monitor.monitor_batch(champion, batch, cfg.monitor)
+    twin = (champion.twin.model, champion.twin.policy) if champion.twin else None
+    return score_batch(batch, champion.reference, cfg.monitor, champion.model.predict, twin)
 
 
 @task(name="write-drift-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def write_drift_report(cfg: Config, root: Path, report: DriftReport, champion: Champion, batch: Batch) -> tuple[Path, str]:
-    folder = monitor.write_report(report, champion.reference, batch, champion.model_uri,
-                                  root / cfg.monitor.report_dir, cfg.monitor.plot_top_k)
-    return folder, monitor.log_report(report, champion, batch, folder, cfg.monitor, artifact_location(root))
+def write_drift_report(cfg: Config, root: Path, report: DriftReport, champion: Champion, batch: Batch
+                       ) -> tuple[Path, str]:
+    folder = write_report(report, champion.reference, batch, champion.model_uri, root / cfg.monitor.report_dir,
+                          cfg.monitor.plot_top_k)
+    return folder, monitoring.log_report(report, champion, batch, folder, cfg.monitor, artifact_location(root))
 
 
-def _retrain(cfg: Config, root: Path) -> str:
+def _retrain(config: str | None, overrides: dict[str, Any] | list[str] | None) -> str:
     """A deployment run when a Prefect server has the retraining deployment, else the training flow as a subflow."""
-    logger = get_run_logger()
     if os.environ.get("PREFECT_API_URL"):
         from prefect.deployments import run_deployment
         from prefect.exceptions import ObjectNotFound
@@ -63,37 +72,37 @@ def _retrain(cfg: Config, root: Path) -> str:
             run = run_deployment(name=RETRAIN_DEPLOYMENT, timeout=0)  # timeout=0: start it, do not wait
             return f"started deployment {RETRAIN_DEPLOYMENT}: flow run {run.name} ({run.id})"
         except ObjectNotFound:
-            logger.info("no deployment %s on the server: retraining as a subflow", RETRAIN_DEPLOYMENT)
-    from flows.training import training_flow
-
-    state = training_flow(cfg, root, return_state=True)
-    if not state.is_completed():
-        return f"retraining failed: {state.message}"
-    reg = state.result().registration
+            get_run_logger().info("no deployment %s on the server: retraining here", RETRAIN_DEPLOYMENT)
+    try:
+        reg = training_flow(config=config, overrides=overrides).registration
+    except MpopsError as e:  # the monitor's verdict stands whatever the retraining did; its reason is reported
+        return f"retraining failed: {e}"
     return f"retrained: registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}"
 
 
 @flow(name="mpops-monitoring", log_prints=True)
-def monitor_flow(cfg: Config, root: Path, batch_path: str, retrain: bool = False,
-                 model_uri: str | None = None) -> MonitorOutcome | State:
-    """`model_uri`: default the champion of registry.model_name."""
-    return _user_error_as_state(_monitoring, cfg, root, batch_path, retrain, model_uri)
-
-
-def _monitoring(cfg: Config, root: Path, batch_path: str, retrain: bool, model_uri: str | None) -> MonitorOutcome:
-    logger = get_run_logger()
+def monitor_flow(batch: str, retrain: bool = False, config: str | None = None,
+                 overrides: dict[str, Any] | list[str] | None = None, model_uri: str | None = None) -> MonitorOutcome:
+    """`mpops monitor --batch BATCH [--retrain]`: drift of a batch against the champion (or `model_uri`)."""
+    prepare_process()
+    root, cfg = resolve(config, None, None, overrides)
+    setup_tracking(root)
     uri = model_uri or f"models:/{cfg.registry.model_name}@champion"
-    champion = load_champion(uri, return_state=True).result()
-    batch = load_batch(cfg, batch_path, champion, return_state=True).result()
-    report = monitor_batch(cfg, champion, batch)
-    folder, run_id = write_drift_report(cfg, root, report, champion, batch)
-    (logger.warning if report.drifted else logger.info)("monitor %s: %s", batch_path, report.verdict)
+    champion = load_champion(uri)
+    rows = read_batch(cfg, batch, champion)
+    report = monitor_batch(cfg, champion, rows)
+    folder, run_id = write_drift_report(cfg, root, report, champion, rows)
+    (get_run_logger().warning if report.drifted else get_run_logger().info)("monitor %s: %s", batch, report.verdict)
     retrained = None
     if report.drifted and retrain:
-        retrained = _retrain(cfg, root)
-        logger.info("retrain: %s", retrained)
-        monitor.tag_retrain(run_id, retrained)
-    return MonitorOutcome(report, uri, champion.version, run_id, folder, retrained)
-
-
-__all__ = ["monitor_flow", "MonitorOutcome"]
+        retrained = _retrain(config, overrides)
+        get_run_logger().info("retrain: %s", retrained)
+        monitoring.tag_retrain(run_id, retrained)
+    outcome = MonitorOutcome(report, uri, champion.version, run_id, folder, retrained)
+    if report.drifted:
+        checks = ", ".join(r.split(":")[0] for r in report.reasons)
+        todo = (f"retrain: {retrained}" if retrained
+                else "check the data source, or retrain (`mpops run`, or `mpops monitor --retrain`)")
+        raise DriftDetected(f"monitor: drift detected in {batch} ({checks}); report {folder / 'report.md'}; {todo}",
+                            detail="\n".join(f"  {r}" for r in report.reasons), outcome=outcome)
+    return outcome

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.setup import disable_telemetry
+from pipeline.core.project import disable_telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
 disable_telemetry()

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from pipeline.data import assign_split
+from pipeline.core.data import assign_split
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data import load_dataset, split_dataset, write_bundled_digits
-from pipeline.errors import DataValidationError
+from pipeline.core.bundled import write_bundled_digits
+from pipeline.core.data import load_dataset, split_dataset
+from pipeline.core.errors import DataValidationError
 
 
 def test_bundled_digits_are_written_deterministically(tmp_path):
@@ -85,7 +86,7 @@ def dvc_project(tmp_path):
 
 @pytest.mark.slow
 def test_restore_rebuilds_and_verifies_then_pulls(dvc_project):
-    from pipeline.data import restore_bundled_data
+    from pipeline.core.bundled import restore_bundled_data
 
     assert restore_bundled_data(dvc_project).startswith("rebuilt from scikit-learn")
     assert restore_bundled_data(dvc_project).startswith("present")
@@ -95,7 +96,7 @@ def test_restore_rebuilds_and_verifies_then_pulls(dvc_project):
 
 @pytest.mark.slow
 def test_restore_refuses_data_that_differs(dvc_project):
-    from pipeline.data import restore_bundled_data
+    from pipeline.core.bundled import restore_bundled_data
 
     restore_bundled_data(dvc_project)
     with open(dvc_project / "data" / "digits.csv", "a") as fh:
@@ -106,7 +107,7 @@ def test_restore_refuses_data_that_differs(dvc_project):
 
 @pytest.mark.slow
 def test_restore_refuses_a_rebuild_that_does_not_match(dvc_project):
-    from pipeline.data import restore_bundled_data
+    from pipeline.core.bundled import restore_bundled_data
 
     pointer = dvc_project / "data.dvc"
     pointer.write_text(pointer.read_text().replace("299f4718bea7d8a0450908337313d810", "0" * 32))

@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import DataConfig, ValidationConfig
-from pipeline.errors import ConfigError, DataValidationError
-from pipeline.suite import infer_suite, write_suite
-from pipeline.validate import load_suite, quality_expectations, validate_frame, write_report
+from pipeline.core.config import DataConfig, ValidationConfig
+from pipeline.core.errors import ConfigError, DataValidationError
+from pipeline.core.validation.suite import infer_suite, write_suite
+from pipeline.core.validation.report import write_report
+from pipeline.core.validation.validate import load_suite, quality_expectations, validate_frame
 from tests.conftest import ROOT
 
 SUITE = ROOT / "expectations" / "digits.json"
@@ -91,7 +92,7 @@ def test_thresholds_come_from_the_config(digits_frame):
 
 def test_the_configured_split_is_the_one_checked(digits_frame):
     """Without a split column, the leakage check sees exactly the split training will use."""
-    from pipeline.data import Dataset, split_dataset
+    from pipeline.core.data import Dataset, split_dataset
 
     doubled = pd.concat([digits_frame, digits_frame.iloc[:100]], ignore_index=True)  # 100 exact duplicates
     data = DataConfig(test_size=0.25, split_seed=3)

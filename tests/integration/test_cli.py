@@ -140,12 +140,17 @@ def test_run_registers_a_complete_version(first_run, env, project):
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.tags["precision"] for c in children) == ["bf16", "fp16", "fp32"]
     for c in children:
-        assert c.data.metrics["train.samples_per_s"] > 0 and c.data.metrics["train.peak_memory_mb"] > 0
+        m, p = c.data.metrics, c.data.params
+        # the logged figures agree with each other: FLOP rate = 3 x forward FLOPs x throughput
+        assert m["train.model_gflops_per_s"] == pytest.approx(
+            3 * int(p["model.flops_per_sample"]) * m["train.samples_per_s"] / 1e9, rel=1e-6)
+        # peak training memory holds at least fp32 weights, gradients and Adam's two moments
+        assert m["train.peak_memory_mb"] >= 4 * 4 * int(p["model.parameters"]) / 2**20 * 0.99
 
 
 def test_champion_scores_the_test_split(first_run, env, project):
     assert first_run.returncode == 0
-    from pipeline.data import load_dataset, split_dataset
+    from pipeline.core.data import load_dataset, split_dataset
 
     sp = split_dataset(load_dataset(project / "data"), 0.2, 0)
     client_for(env)

@@ -11,29 +11,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import TrainConfig
-from pipeline.data import load_dataset, split_dataset
-from pipeline.evaluate import evaluate
-from pipeline.precision import make_policy
-from pipeline.train import train
+from pipeline.core.config import TrainConfig
+from pipeline.core.data import load_dataset, split_dataset
+from pipeline.core.evaluate import evaluate
+from pipeline.core.train import train
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CFG = dict(hidden_size=128, hidden_layers=2, epochs=4, batch_size=128)
 SCRIPT = """
 import json, sys, torch
-from pipeline import distributed
-from pipeline.config import TrainConfig
-from pipeline.data import load_dataset, split_dataset
-from pipeline.evaluate import evaluate
-from pipeline.precision import make_policy
-from pipeline.train import train
+from pipeline.core import distributed
+from pipeline.core.config import TrainConfig
+from pipeline.core.data import load_dataset, split_dataset
+from pipeline.core.evaluate import evaluate
+from pipeline.core.train import train
 w = distributed.init_from_env()
 split = split_dataset(load_dataset(sys.argv[1]), 0.2, 0)
-policy = make_policy(sys.argv[3], torch.device("cpu"))
-r = train(split, TrainConfig(**json.loads(sys.argv[4])), policy)
+r = train(split, TrainConfig(**json.loads(sys.argv[4])), sys.argv[3], device=torch.device("cpu"))
 if w.is_main:
-    json.dump({"world": w.size, "losses": r.epoch_losses, "accuracy": evaluate(r.model, split, policy).accuracy,
+    json.dump({"world": w.size, "losses": r.epoch_losses, "accuracy": evaluate(r.model, split, r.policy).accuracy,
                "steps": r.steps}, open(sys.argv[2], "w"))
 distributed.shutdown()
 """
@@ -62,12 +59,11 @@ def test_two_processes_match_one(digits_csv, tmp_path, precision):
     assert r.returncode == 0, r.stderr[-3000:]
     ddp = json.loads(out.read_text())
     split = split_dataset(load_dataset(digits_csv), 0.2, 0)
-    policy = make_policy(precision, torch.device("cpu"))
-    single = train(split, TrainConfig(**CFG), policy)
+    single = train(split, TrainConfig(**CFG), precision, device=torch.device("cpu"))
     assert ddp["world"] == 2 and ddp["steps"] == single.steps
     # same global batches and averaged gradients: equal up to the order of floating-point sums
     assert ddp["losses"] == pytest.approx(single.epoch_losses, rel=0.02)
-    assert abs(ddp["accuracy"] - evaluate(single.model, split, policy).accuracy) <= 0.02
+    assert abs(ddp["accuracy"] - evaluate(single.model, split, single.policy).accuracy) <= 0.02
 
 
 def test_mpops_run_under_torchrun_logs_from_rank_0_only(tmp_path):

@@ -1,17 +1,17 @@
-"""The Prefect flow in-process, on the session's Prefect test server."""
+"""The Prefect flow in-process, on the session's Prefect test server, called as a deployment calls it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
-from pipeline.config import load_config, with_data_path
-from pipeline.errors import DataValidationError
+from pipeline.core.errors import ConfigError, DataValidationError
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "train.batch_size=128", "precisions=fp32,bf16",
-        "probe.steps=0"]  # ~0.93 accurate; the probe has its own test
+TINY = {"train.hidden_size": 64, "train.hidden_layers": 1, "train.epochs": 5, "train.batch_size": 128,
+        "precisions": "fp32,bf16", "probe.steps": 0}  # ~0.93 accurate; the probe has its own test
 
 
 def _task_names(flow_run_id) -> set[str]:
@@ -26,39 +26,75 @@ def _task_names(flow_run_id) -> set[str]:
     return asyncio.run(go())
 
 
-def test_flow_runs_every_stage_as_a_task(prefect_harness, tracking_store, digits_csv):
+def _private(tmp_path) -> dict:
+    return {"validation.report_dir": str(tmp_path / "val"), "train.checkpoint_dir": str(tmp_path / "ckpt")}
+
+
+def test_flow_runs_every_stage_as_a_task(prefect_harness, tracking_store, digits_csv, tmp_path, monkeypatch):
     from flows.training import training_flow
 
-    cfg = with_data_path(load_config(overrides=TINY), str(digits_csv))
-    state = training_flow(cfg, ROOT, return_state=True)
+    monkeypatch.chdir(ROOT)
+    state = training_flow(data=str(digits_csv), overrides={**TINY, **_private(tmp_path)}, return_state=True)
     assert state.is_completed(), state.message
     outcome = state.result()
     assert [r.precision for r in outcome.results] == ["fp32", "bf16"]
     assert outcome.registration.version == "1"
-    assert {"load-data", "collect-provenance", "validate-data", "split-data", "train-precision",
-            "gate-candidates", "register-model"} <= _task_names(state.state_details.flow_run_id)
+    assert {"load-data", "collect-provenance", "validate-data", "split-data", "train-precision", "gate-candidates",
+            "log-model", "decide-promotion", "register-model"} <= _task_names(state.state_details.flow_run_id)
+    _version_carries_model_card_gate_report_and_description()
 
 
-def test_flow_fails_on_bad_data_with_the_reason(prefect_harness, tracking_store, tmp_path, digits_frame):
+def _version_carries_model_card_gate_report_and_description():
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = client.get_model_version("digits-classifier", "1")
+    assert "| group | check | value | threshold | verdict |" in version.description
+    assert "/runs/" in version.description
+    files = {f.path for f in client.list_artifacts(version.run_id)} | \
+        {f.path for f in client.list_artifacts(version.run_id, "gate")}
+    assert {"model_card.md", "gate/report.md", "gate/report.json"} <= files
+    text = open(client.download_artifacts(version.run_id, "model_card.md")).read()
+    assert "## Intended use" in text and "## Limits" in text and version.tags["data.md5"] in text
+
+
+def test_a_user_error_fails_the_flow_run_with_its_line_and_no_traceback(prefect_harness, monkeypatch, caplog):
+    """The deployment path: a bad parameter fails the run the normal way, its state message holding the line."""
     from flows.training import training_flow
 
+    monkeypatch.chdir(ROOT)
+    with caplog.at_level(logging.INFO):
+        state = training_flow(overrides={"train.epochs": 0}, return_state=True)
+    assert state.is_failed() and state.message.endswith("config: train.epochs must be positive")
+    with pytest.raises(ConfigError, match="train.epochs must be positive"):
+        state.result()
+    logged = [r for r in caplog.records if "train.epochs must be positive" in r.getMessage()]
+    assert logged and all(r.exc_info is None for r in logged)  # a user error is no crash: no traceback
+
+
+def test_flow_fails_on_bad_data_with_the_reason(prefect_harness, tracking_store, tmp_path, digits_frame,
+                                                monkeypatch):
+    from flows.training import training_flow
+
+    monkeypatch.chdir(ROOT)
     bad = digits_frame.copy()
     bad["label"] = 3
     bad.loc[0, "label"] = 11
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    cfg = with_data_path(load_config(overrides=TINY), str(tmp_path / "bad.csv"))
-    state = training_flow(cfg, ROOT, return_state=True)
+    state = training_flow(data=str(tmp_path / "bad.csv"), overrides={**TINY, **_private(tmp_path)},
+                          return_state=True)
     assert state.is_failed()
     with pytest.raises(DataValidationError, match="label: column values to be in set"):
         state.result()
 
 
-def test_bad_split_column_fails_as_a_data_error(prefect_harness, tracking_store, tmp_path, digits_frame):
+def test_bad_split_column_fails_as_a_data_error(prefect_harness, tracking_store, tmp_path, digits_frame, monkeypatch):
     from flows.training import training_flow
 
+    monkeypatch.chdir(ROOT)
     digits_frame.assign(split="train").to_csv(tmp_path / "nosplit.csv", index=False)
-    cfg = with_data_path(load_config(overrides=TINY), str(tmp_path / "nosplit.csv"))
-    state = training_flow(cfg, ROOT, return_state=True)
+    state = training_flow(data=str(tmp_path / "nosplit.csv"), overrides={**TINY, **_private(tmp_path)},
+                          return_state=True)
     assert state.is_failed() and "train-test leakage" in state.message
     with pytest.raises(DataValidationError, match="data validation failed: 1 of") as err:
         state.result()
@@ -66,27 +102,27 @@ def test_bad_split_column_fails_as_a_data_error(prefect_harness, tracking_store,
 
 
 def test_resume_reuses_a_precision_that_finished_before_the_kill(prefect_harness, tracking_store, tmp_path,
-                                                                  digits_csv):
+                                                                  digits_csv, monkeypatch):
     """fp32 finished and was checkpointed, then the run died: `--resume` takes fp32 from its checkpoint."""
     import torch
     from mlflow import MlflowClient
 
+    from flows.common import resolve
     from flows.training import training_flow
-    from pipeline.checkpoint import Checkpointing, checkpoint_path, run_key
-    from pipeline.data import load_dataset, split_dataset
-    from pipeline.precision import make_policy
-    from pipeline.provenance import collect_provenance
-    from pipeline.train import train
+    from pipeline.core.checkpoint import Checkpointing, checkpoint_path, run_key
+    from pipeline.core.data import load_dataset, split_dataset
+    from pipeline.core.provenance import collect_provenance
+    from pipeline.core.train import train
 
-    folder = tmp_path / "ckpt"
-    cfg = with_data_path(load_config(overrides=[*TINY, f"train.checkpoint_dir={folder}",
-                                                f"validation.report_dir={tmp_path / 'val'}"]), str(digits_csv))
+    monkeypatch.chdir(ROOT)
+    overrides = {**TINY, **_private(tmp_path)}
+    _, cfg = resolve(data=str(digits_csv), overrides=overrides)
     key = run_key(cfg.train, cfg.data, collect_provenance(ROOT, (str(digits_csv),)).data_md5)
-    path = checkpoint_path(folder, key, "fp32")
     sp = split_dataset(load_dataset(digits_csv), cfg.data.test_size, cfg.data.split_seed)
-    before = train(sp, cfg.train, make_policy("fp32", torch.device("cpu")), Checkpointing(path, 1, False))
+    before = train(sp, cfg.train, "fp32", Checkpointing(checkpoint_path(tmp_path / "ckpt", key, "fp32"), 1, False),
+                   device=torch.device("cpu"))
 
-    state = training_flow(cfg, ROOT, resume=True, return_state=True)
+    state = training_flow(data=str(digits_csv), overrides=overrides, resume=True, return_state=True)
     assert state.is_completed(), state.message
     fp32 = state.result().results[0]
     assert fp32.samples_per_s == before.samples_per_s  # not retrained: the figures of the finished run
@@ -94,18 +130,20 @@ def test_resume_reuses_a_precision_that_finished_before_the_kill(prefect_harness
     runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("mpops").experiment_id],
                                       "tags.mlflow.runName = 'fp32'")
     assert runs[0].data.metrics["train.samples_per_s"] == pytest.approx(before.samples_per_s)
-    assert not (folder / key).exists()  # a completed run leaves nothing to resume
+    assert not (tmp_path / "ckpt" / key).exists()  # a completed run leaves nothing to resume
 
 
-def test_probe_drops_a_broken_candidate_before_full_training(prefect_harness, tracking_store, tmp_path, digits_csv):
+def test_probe_drops_a_broken_candidate_before_full_training(prefect_harness, tracking_store, tmp_path, digits_csv,
+                                                             monkeypatch):
     """fp16 with a 2**100 loss scale overflows every step: the probe drops it, only fp32 trains."""
     from mlflow import MlflowClient
 
     from flows.training import training_flow
 
-    overrides = [*TINY[:4], "precisions=fp32,fp16", "train.init_scale=1.2676506002282294e30", "probe.steps=12",
-                 f"train.checkpoint_dir={tmp_path / 'ckpt'}", f"validation.report_dir={tmp_path / 'val'}"]
-    state = training_flow(with_data_path(load_config(overrides=overrides), str(digits_csv)), ROOT, return_state=True)
+    monkeypatch.chdir(ROOT)
+    overrides = {**TINY, **_private(tmp_path), "precisions": "fp32,fp16", "train.init_scale": 1.2676506002282294e30,
+                 "probe.steps": 12}
+    state = training_flow(data=str(digits_csv), overrides=overrides, return_state=True)
     assert state.is_completed(), state.message
     outcome = state.result()
     assert [r.precision for r in outcome.results] == ["fp32"]

@@ -2,14 +2,12 @@
 degradation of the same candidate is rejected and the champion stays. Then the sweep and the noise floor."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from mlflow import MlflowClient
 
-from pipeline.config import load_config, with_data_path
-from pipeline.errors import GateFailed
+from pipeline.core.errors import GateFailed
+from pipeline.core.gate_checks import Check
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -20,14 +18,21 @@ QUALITY_ONLY = ["gate.selection=bf16", "gate.min_speedup=0.01", "gate.max_latenc
                 "gate.max_memory_ratio=10"]
 
 
+@pytest.fixture(autouse=True)
+def _in_a_private_project(tmp_path, monkeypatch):
+    """Reports and checkpoints in the test's own folder, the project root found from the repository."""
+    monkeypatch.chdir(ROOT)
+    return [f"validation.report_dir={tmp_path / 'val'}", f"train.checkpoint_dir={tmp_path / 'ckpt'}"]
+
+
 def _silence_class_3_in_bf16(monkeypatch):
     import flows.training as ft
 
     real = ft.train
 
-    def degraded(split, cfg, policy, ckpt=None, on_epoch=None):
-        result = real(split, cfg, policy, ckpt, on_epoch)
-        if policy.name == "bf16":  # the planted regression: bf16's model can no longer predict class 3
+    def degraded(split, cfg, precision, ckpt=None, on_epoch=None, device=None):
+        result = real(split, cfg, precision, ckpt, on_epoch, device)
+        if precision == "bf16":  # the planted regression: bf16's model can no longer predict class 3
             last = [m for m in result.model.modules() if isinstance(m, torch.nn.Linear)][-1]
             with torch.no_grad():
                 last.bias[3] = -1e4
@@ -37,11 +42,11 @@ def _silence_class_3_in_bf16(monkeypatch):
 
 
 def test_harmless_candidate_passes_then_a_planted_degradation_is_rejected_and_the_champion_stays(
-        prefect_harness, tracking_store, digits_csv, monkeypatch):
+        prefect_harness, tracking_store, digits_csv, monkeypatch, _in_a_private_project):
     from flows.training import training_flow
 
-    cfg = with_data_path(load_config(overrides=TINY + QUALITY_ONLY), str(digits_csv))
-    state = training_flow(cfg, ROOT, return_state=True)
+    overrides = TINY + QUALITY_ONLY + _in_a_private_project
+    state = training_flow(data=str(digits_csv), overrides=overrides, return_state=True)
     assert state.is_completed(), state.message
     first = state.result()
     bf16 = first.gate.verdict("bf16")
@@ -52,27 +57,31 @@ def test_harmless_candidate_passes_then_a_planted_degradation_is_rejected_and_th
     assert champion.tags["precision"] == "bf16" and str(champion.version) == "1"
 
     _silence_class_3_in_bf16(monkeypatch)
-    state = training_flow(cfg, ROOT, return_state=True)
+    state = training_flow(data=str(digits_csv), overrides=overrides, return_state=True)
     assert state.is_failed()
     with pytest.raises(GateFailed) as failed:
         state.result()
     assert failed.value.exit_code == 4
     report = failed.value.gate_report
-    assert "class 3 recall fell by" in report.verdict("bf16").reason
+    assert "class 3 recall fell by" in report.verdict("bf16").check(Check.CLASS_RECALL_DROP).note
     assert not report.verdict("bf16").passed and report.selected is None
     assert str(client.get_model_version_by_alias("digits-classifier", "champion").version) == "1"
     assert [str(v.version) for v in client.search_model_versions("name='digits-classifier'")] == ["1"]
 
 
-def test_sweep_logs_tradeoff_table_and_pareto_plot_and_names_the_pick(prefect_harness, tracking_store, digits_csv):
+def test_sweep_logs_tradeoff_table_and_pareto_plot_and_names_the_pick(prefect_harness, tracking_store, digits_csv,
+                                                                      _in_a_private_project):
     from flows.sweep import sweep_flow
 
-    cfg = with_data_path(load_config(overrides=TINY + ["sweep.precisions=fp32,bf16", "sweep.batch_sizes=64,128"]),
-                         str(digits_csv))
-    out = sweep_flow(cfg, ROOT)
+    out = sweep_flow(data=str(digits_csv), overrides=TINY + ["sweep.precisions=fp32,bf16", "sweep.batch_sizes=64,128"]
+                     + _in_a_private_project)
     assert {(p.precision, p.batch_size) for p in out.points} == {("fp32", 64), ("bf16", 64), ("fp32", 128),
                                                                   ("bf16", 128)}
-    assert any(p.pareto for p in out.points)
+    # Pareto: exactly the points that no other point beats on both accuracy and throughput
+    for p in out.points:
+        beaten = any(q.accuracy >= p.accuracy and q.samples_per_s >= p.samples_per_s and q != p
+                     and (q.accuracy > p.accuracy or q.samples_per_s > p.samples_per_s) for q in out.points)
+        assert p.pareto is not beaten, p
     assert dict(out.picks)[128] in ("fp32", "bf16")
     assert "The gate picks: batch 64:" in out.table
     client = MlflowClient()
@@ -86,12 +95,12 @@ def test_sweep_logs_tradeoff_table_and_pareto_plot_and_names_the_pick(prefect_ha
 
 
 def test_noise_floor_reports_spread_and_flags_tolerances_tighter_than_the_noise(prefect_harness, tracking_store,
-                                                                                 digits_csv):
+                                                                                 digits_csv, _in_a_private_project):
     from flows.sweep import noise_floor_flow
 
     # a zero tolerance is tighter than any seed-to-seed noise that exists
-    cfg = with_data_path(load_config(overrides=TINY + ["gate.max_class_recall_drop=0.0"]), str(digits_csv))
-    out = noise_floor_flow(cfg, ROOT, 3)
+    out = noise_floor_flow(data=str(digits_csv), overrides=TINY + ["gate.max_class_recall_drop=0.0"]
+                           + _in_a_private_project, seeds=3)
     assert out.seeds == (0, 1, 2) and len(set(out.accuracies)) > 1  # different seeds, different models
     rows = {r.config_key: r for r in out.rows}
     per_class = rows["gate.max_class_recall_drop"]
@@ -100,4 +109,7 @@ def test_noise_floor_reports_spread_and_flags_tolerances_tighter_than_the_noise(
     assert rows["gate.min_agreement"].worst < 1.0
     assert "| largest per-class recall drop | gate.max_class_recall_drop |" in out.report
     assert "**yes**" in out.report
-    assert dataclasses.is_dataclass(out)
+    # every gated figure the noise floor reports is named by the gate's own stable keys
+    assert {r.key for r in out.rows} == {Check.ACCURACY_LOSS, Check.MACRO_F1_LOSS, Check.MACRO_PRECISION_LOSS,
+                                         Check.MACRO_RECALL_LOSS, Check.CLASS_RECALL_DROP, Check.AGREEMENT,
+                                         Check.ECE_INCREASE, Check.BRIER_INCREASE, Check.FGSM_DROP}

@@ -30,7 +30,7 @@ def _mpops(*args: str) -> int:
 @pytest.fixture(scope="module")
 def registered(prefect_harness, tmp_path_factory, digits_frame, session_store):
     """One training run into a private store; yields the folder, --set overrides and the test rows."""
-    from pipeline.data import assign_split
+    from pipeline.core.data import assign_split
 
     folder = tmp_path_factory.mktemp("monitor")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -72,7 +72,7 @@ def test_registration_stores_the_reference_and_the_fp32_twin(registered):
     import mlflow
     from mlflow import MlflowClient
 
-    from pipeline.monitor import ReferenceStats
+    from pipeline.core.drift import ReferenceStats
 
     client = MlflowClient()
     champion = client.get_model_version_by_alias("digits-classifier", "champion")
@@ -167,14 +167,37 @@ def test_a_missing_model_is_a_clear_error(registered, capsys):
 
 def test_a_champion_without_a_reference_is_a_clear_error(registered, capsys, monkeypatch):
     """A version registered before drift monitoring existed has no monitoring/ folder in its run."""
-    from pipeline import monitor
+    from pipeline.tracking import reference
 
-    monkeypatch.setattr(monitor, "REFERENCE_DIR", "not-there")
+    monkeypatch.setattr(reference, "REFERENCE_DIR", "not-there")
     code = _monitor(registered, registered[2], "unchanged.csv")
     err = capsys.readouterr().err
     assert code == 2
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert "has no drift reference under not-there/" in line and "register a new version with `mpops run`" in line
+
+
+def test_as_a_deployment_runs_it_drift_fails_the_flow_run_with_the_reason(registered, monkeypatch):
+    """The hourly deployment calls monitor_flow itself: drift is a Failed flow run whose message is the line."""
+    from flows.monitoring import monitor_flow
+    from pipeline.core.errors import DataValidationError, DriftDetected
+    from tests.conftest import ROOT
+
+    folder, sets, test_rows = registered
+    monkeypatch.chdir(ROOT)
+    shifted = test_rows.copy()
+    for column in SHIFTED:
+        shifted[column] = shifted[column] + 8
+    shifted.to_csv(folder / "deployed.csv", index=False)
+    state = monitor_flow(batch=str(folder / "deployed.csv"), overrides=sets, return_state=True)
+    assert state.is_failed() and f"monitor: drift detected in {folder / 'deployed.csv'} (feature drift)" in state.message
+    with pytest.raises(DriftDetected) as drift:
+        state.result()
+    assert "feature drift: 3 of 64 features drifted" in drift.value.detail
+    state = monitor_flow(batch=str(folder / "nowhere.csv"), overrides=sets, return_state=True)
+    assert state.is_failed() and "does not exist" in state.message
+    with pytest.raises(DataValidationError):
+        state.result()
 
 
 def test_retrain_on_drift_runs_the_training_flow(registered, capsys):

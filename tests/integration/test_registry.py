@@ -1,4 +1,4 @@
-"""Registration against a private SQLite store, without Prefect."""
+"""Registration against a private SQLite store, without Prefect: the registry carries out the decision it is given."""
 from __future__ import annotations
 
 import copy
@@ -8,17 +8,20 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from pipeline.config import load_config
-from pipeline.data import load_dataset, split_dataset
-from pipeline.evaluate import evaluate
-from pipeline.gate import CandidateMetrics, gate
-from pipeline.precision import make_policy
-from pipeline import registry
-from pipeline.provenance import collect_provenance
-from pipeline.train import train
+from pipeline.core.config_load import load_config
+from pipeline.core.data import load_dataset, split_dataset
+from pipeline.core.evaluate import evaluate
+from pipeline.core.gate import CandidateMetrics, gate
+from pipeline.core.promotion import PromotionDecision, decide_promotion
+from pipeline.core.provenance import collect_provenance
+from pipeline.core.train import train
+from pipeline.render.markdown import version_description
+from pipeline.tracking import registry
+from pipeline.tracking.runs import start_run
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+NAME = "digits-classifier"
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +32,23 @@ def trained(tmp_path_factory, digits_frame):
                                  "precisions=fp32"])
     ds = load_dataset(path)
     sp = split_dataset(ds, 0.2, 0)
-    policy = make_policy("fp32", torch.device("cpu"))
-    result = train(sp, cfg.train, policy)
-    ev = evaluate(result.model, sp, policy)
+    result = train(sp, cfg.train, "fp32", device=torch.device("cpu"))
+    ev = evaluate(result.model, sp, result.policy)
     report = gate([CandidateMetrics.of(result, ev)], sp.y_test, cfg.gate, classes=sp.classes)
     return cfg, sp, result, ev, report, collect_provenance(ROOT, ds.files)
 
 
-def _register(tracking_store, trained):
-    cfg, sp, result, ev, report, prov = trained
-    parent = registry.start_run("t", "pipeline", None)
-    child = registry.start_run("t", "fp32", None, parent_id=parent)
-    return registry.register(cfg, child, parent, result, ev, sp, report, prov, validation_passed=True)
+def _register(trained, result=None, ev=None) -> registry.Registration:
+    """What the flow does: log the model, score the current champion, decide, register."""
+    cfg, sp, base, base_ev, report, prov = trained
+    result, ev = result or base, ev or base_ev
+    parent = start_run("t", "pipeline", None)
+    child = start_run("t", "fp32", None, parent_id=parent)
+    uri = registry.log_model(child, result, sp)
+    decision = decide_promotion(ev, registry.current_champion(NAME, sp), sp.y_test, cfg.gate,
+                                tuple(map(str, sp.classes)))
+    tags = registry.version_tags(result, ev, report, prov, True, parent)
+    return registry.register(NAME, uri, tags, version_description("fp32", ev, report, parent, "#", prov), decision)
 
 
 def test_failure_mid_registration_leaves_no_version_and_no_alias(tracking_store, trained, monkeypatch):
@@ -49,10 +57,22 @@ def test_failure_mid_registration_leaves_no_version_and_no_alias(tracking_store,
 
     monkeypatch.setattr(MlflowClient, "update_model_version", broken)
     with pytest.raises(RuntimeError, match="store went away"):
-        _register(tracking_store, trained)
+        _register(trained)
     client = MlflowClient()
-    assert client.search_model_versions("name='digits-classifier'") == []
-    assert client.get_registered_model("digits-classifier").aliases == {}
+    assert client.search_model_versions(f"name='{NAME}'") == []
+    assert client.get_registered_model(NAME).aliases == {}
+
+
+def test_the_registry_moves_champion_only_when_told(tracking_store, trained):
+    cfg, sp, result, ev, report, prov = trained
+    first = _register(trained)
+    assert set(first.aliases) == {"champion", "challenger"} and first.champion_reason == "no champion yet"
+    uri = registry.log_model(start_run("t", "fp32", None), result, sp)
+    kept = registry.register(NAME, uri, {"precision": "fp32"}, "held back", PromotionDecision(False, "told to stay"))
+    assert kept.aliases == ("challenger",)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == first.version
+    assert client.get_model_version(NAME, kept.version).tags["registry.champion_decision"] == "told to stay"
 
 
 def _degraded(result):
@@ -71,34 +91,29 @@ def test_champion_moves_only_if_the_new_model_passes_the_quality_comparison(trac
     bad_ev = evaluate(bad.model, sp, bad.policy)
     assert bad_ev.per_class_recall[3] == 0.0
 
-    def register(r, e):
-        parent = registry.start_run("t", "pipeline", None)
-        child = registry.start_run("t", "fp32", None, parent_id=parent)
-        return registry.register(cfg, child, parent, r, e, sp, report, prov, validation_passed=True)
-
-    first = register(bad, bad_ev)
+    first = _register(trained, bad, bad_ev)
     assert set(first.aliases) == {"champion", "challenger"} and first.champion_reason == "no champion yet"
-    second = register(result, ev)  # better than the champion on the current test rows: it moves
+    second = _register(trained, result, ev)  # better than the champion on the current test rows: it moves
     assert set(second.aliases) == {"champion", "challenger"}, second.champion_reason
     assert "passed the quality comparison against the champion" in second.champion_reason
-    third = register(bad, bad_ev)  # the planted degradation is rejected: the champion stays
+    third = _register(trained, bad, bad_ev)  # the planted degradation is rejected: the champion stays
     assert third.aliases == ("challenger",)
     assert "champion stays" in third.champion_reason and "class 3 recall fell" in third.champion_reason
-    assert str(client.get_model_version_by_alias("digits-classifier", "champion").version) == second.version
-    assert str(client.get_model_version_by_alias("digits-classifier", "challenger").version) == third.version
-    assert client.get_model_version("digits-classifier", third.version).tags["registry.champion_decision"] == \
-        third.champion_reason
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == second.version
+    assert str(client.get_model_version_by_alias(NAME, "challenger").version) == third.version
+    assert client.get_model_version(NAME, third.version).tags["registry.champion_decision"] == third.champion_reason
 
 
-def test_version_carries_model_card_gate_report_and_description(tracking_store, trained):
-    reg = _register(tracking_store, trained)
-    client = MlflowClient()
-    version = client.get_model_version("digits-classifier", reg.version)
-    assert "| group | check | value | threshold | verdict |" in version.description
-    assert "/runs/" in version.description
-    files = {f.path for f in client.list_artifacts(version.run_id)} | \
-        {f.path for f in client.list_artifacts(version.run_id, "gate")}
-    assert {"model_card.md", "gate/report.md", "gate/report.json"} <= files
-    card = client.download_artifacts(version.run_id, "model_card.md")
-    text = open(card).read()
-    assert "## Intended use" in text and "## Limits" in text and version.tags["data.md5"] in text
+def test_the_model_bundle_round_trips_through_the_registry(tracking_store, trained):
+    """Written once by log_model, read once by the pyfunc flavour: the same predictions in a fresh load."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    cfg, sp, result, ev, report, prov = trained
+    reg = _register(trained)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/{reg.version}")
+    labels = model.predict(pd.DataFrame(sp.x_test, columns=list(sp.feature_columns)))
+    assert np.array_equal(labels, np.array(sp.classes)[ev.predictions])
+    bundle = model.unwrap_python_model().bundle
+    assert bundle.trained_precision == "fp32" and bundle.spec == result.spec

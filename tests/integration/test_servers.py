@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.provenance import dvc_md5
-from pipeline.setup import TELEMETRY_OFF
+from pipeline.core.provenance import dvc_md5
+from pipeline.core.project import TELEMETRY_OFF
 from tests.conftest import ROOT, _use_store
 from tests.integration.test_cli import DESIGN_TAGS
 
@@ -163,7 +163,7 @@ def test_pipeline_registers_on_a_real_mlflow_server(mlflow_server, prefect_serve
         assert str(version.version) == "1"
         assert set(DESIGN_TAGS) <= set(version.tags), set(DESIGN_TAGS) - set(version.tags)
         assert version.tags["precision"] in PRECISIONS.split(",") and version.tags["gate.passed"] == "true"
-        assert version.tags["data.md5"] == dvc_md5(ROOT)  # DESIGN.md: the md5 recorded in data.dvc
+        assert version.tags["data.md5"] == dvc_md5(ROOT)  # the md5 recorded in data.dvc
         assert version.tags["validation.passed"] == "true"
         for alias in ("champion", "challenger"):
             assert str(client.get_model_version_by_alias(MODEL, alias).version) == "1"
@@ -224,9 +224,9 @@ def test_deploy_and_run_nightly_retrain_on_a_real_prefect_server(prefect_server,
         async with get_client() as client:
             if stage == "deployments":
                 return [await client.read_deployment_by_name(f"{flow}/{name}") for flow, name in
-                        (("mpops-retrain", "nightly-retrain"), ("mpops-monitor-batch", "hourly-monitor"))]
+                        (("mpops-training", "nightly-retrain"), ("mpops-monitoring", "hourly-monitor"))]
             if stage == "trigger":
-                nightly = await client.read_deployment_by_name("mpops-retrain/nightly-retrain")
+                nightly = await client.read_deployment_by_name("mpops-training/nightly-retrain")
                 runs = []
                 for precisions, extra in ((PRECISIONS, []), ("fp32", ["gate.min_accuracy=0.999"])):
                     # The tracking store travels as a job variable, merged into prefect.yaml's env for this run.
@@ -263,11 +263,12 @@ def test_deploy_and_run_nightly_retrain_on_a_real_prefect_server(prefect_server,
         done = asyncio.run(trigger_and_read("read", run.id))
         failed = asyncio.run(trigger_and_read("read", failing.id))
     assert done.state.type == StateType.COMPLETED, f"{done.state.type}: {done.state.message}\n{log}"
-    # Like `mpops run` exiting 4: a failed flow run whose state message is the gate's one line.
+    # Like `mpops run` exiting 4: a failed flow run whose state message holds the gate's one line.
     assert failed.state.type == StateType.FAILED, f"{failed.state.type}: {failed.state.message}\n{log}"
-    assert failed.state.message.startswith("no candidate passed the gates: "), failed.state.message
+    assert "GateFailed: no candidate passed the gates: " in failed.state.message, failed.state.message
     assert failed.state.message.endswith("; nothing registered"), failed.state.message
     assert "  fp32: accuracy floor" in worker.stdout + worker.stderr, log  # the per-candidate detail is logged
+    assert "Traceback" not in worker.stdout + worker.stderr, log  # a user error is no crash
 
     client = MlflowClient(store, store)
     [version] = client.search_model_versions(f"name='{MODEL}'")  # one: the failed gate registered nothing
@@ -311,8 +312,8 @@ def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
     refused = subprocess.run([str(BIN / "mpops"), "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert refused.stderr.startswith("error: mpops serve: mpops-retrain/nightly-retrain (work pool mpops-process), "
-                                     "mpops-monitor-batch/hourly-monitor (work pool mpops-process) already on this "
+    assert refused.stderr.startswith("error: mpops serve: mpops-training/nightly-retrain (work pool mpops-process), "
+                                     "mpops-monitoring/hourly-monitor (work pool mpops-process) already on this "
                                      "Prefect server"), refused.stderr
 
     async def delete_worker_deployments():
@@ -360,7 +361,7 @@ def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
                                                                                 yaml_schedule["timezone"])
             run = asyncio.run(trigger_and_wait(found["nightly-retrain"].id, timeout=180))
         assert run.state.type == StateType.FAILED, f"{run.state.type}: {run.state.message}\n{log.read_text()[-4000:]}"
-        assert run.state.message == "config: train.epochs must be positive"
+        assert run.state.message.endswith("ConfigError: config: train.epochs must be positive"), run.state.message
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         try:
@@ -371,4 +372,4 @@ def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
     assert not live_members(serve.pid), f"mpops serve left processes behind: {live_members(serve.pid)}"
 
 
-FLOW_NAMES = {"nightly-retrain": "mpops-retrain", "hourly-monitor": "mpops-monitor-batch"}
+FLOW_NAMES = {"nightly-retrain": "mpops-training", "hourly-monitor": "mpops-monitoring"}

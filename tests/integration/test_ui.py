@@ -1,4 +1,4 @@
-"""What a reviewer sees in the MLflow UI, checked in a real browser (issue 5).
+"""What a reviewer sees in the MLflow UI, checked in a real browser.
 
 One tiny pipeline run fills a temporary SQLite store; `mlflow server` serves it on 127.0.0.1 and
 headless Chromium, driven by Debian's chromedriver, opens the pages a reviewer reads before
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.setup import TELEMETRY_OFF
+from pipeline.core.project import TELEMETRY_OFF
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -100,7 +100,7 @@ def store(browser_binaries, tmp_path_factory, request) -> Store:
         # (with MLFLOW_TRACKING_URI set, mpops leaves the artifact location to MLflow's default, ./mlruns).
         MlflowClient(uri).create_experiment("mpops", artifact_location=artifacts.as_uri())
         try:
-            code = 0  # main() returns on success and exits with the DESIGN.md code otherwise
+            code = 0  # main() returns on success and exits with its documented code otherwise
             try:
                 main(["run", "--data", str(data), *TINY,
                       "--set", f"validation.report_dir={home / 'validation'}",

@@ -3,13 +3,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.config import TrainConfig
-from pipeline.data import load_dataset, split_dataset
-from pipeline.errors import ConfigError
-from pipeline.evaluate import evaluate
-from pipeline.models import ModelSpec, build_model, count_parameters
-from pipeline.precision import make_policy
-from pipeline.train import train
+from pipeline.core.config import TrainConfig
+from pipeline.core.data import load_dataset, split_dataset
+from pipeline.core.errors import ConfigError
+from pipeline.core.evaluate import evaluate
+from pipeline.core.models import ModelSpec, build_model, count_parameters
+from pipeline.core.train import train
 
 CPU = torch.device("cpu")
 
@@ -27,7 +26,8 @@ def test_flop_estimate_matches_torch_flop_counter(kind):
         # products (scores and weighted values) back, 2 x 2 x tokens^2 x d per layer.
         measured += spec.hidden_layers * 2 * 2 * spec.side ** 2 * spec.d_model
     assert spec.flops_per_sample == pytest.approx(measured, rel=0.02)
-    assert count_parameters(model) > 0
+    if kind == "mlp":  # 64->128->128->10 with biases
+        assert count_parameters(model) == 64 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10
 
 
 @pytest.mark.slow
@@ -36,9 +36,8 @@ def test_flop_estimate_matches_torch_flop_counter(kind):
 def test_each_model_learns_the_digits(digits_csv, kind, precision, floor):
     split = split_dataset(load_dataset(digits_csv), 0.2, 0)
     cfg = TrainConfig(model=kind, hidden_size=64, hidden_layers=2, epochs=6, batch_size=64)
-    policy = make_policy(precision, CPU)
-    r = train(split, cfg, policy)
-    assert evaluate(r.model, split, policy).accuracy > floor
+    r = train(split, cfg, precision, device=CPU)
+    assert evaluate(r.model, split, r.policy).accuracy > floor
     assert r.spec.kind == kind and r.stop_reason is None
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import checks
+from pipeline.core.validation import checks
 
 
 def _frame(n=400, seed=0):

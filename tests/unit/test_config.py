@@ -1,7 +1,8 @@
 import pytest
 
-from pipeline.config import Config, load_config, with_precisions
-from pipeline.errors import ConfigError
+from pipeline.core.config import Config
+from pipeline.core.config_load import load_config, with_precisions
+from pipeline.core.errors import ConfigError
 
 
 def test_defaults_are_valid():
@@ -65,21 +66,8 @@ def test_fp32_baseline_is_required():
 
 @pytest.mark.parametrize("overrides, message", [
     (["precisions=fp32,bf16", "train.init_scale=1024"], "bf16 needs no loss scaling"),
-    (["precisions=fp32,fp8"], "fp8 training needs a CUDA GPU"),
-    (["precisions=fp32,tf32"], "tf32 is a CUDA matmul mode"),
     (["precisions=fp32,fp64"], "unknown precision 'fp64'"),
     (["train.scheduler=linear"], "train.scheduler must be none or cosine"),
-])
-def test_invalid_precision_settings_are_refused_when_read(overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        load_config(overrides=overrides)
-
-
-def test_fp16_scaler_settings_with_fp16_are_accepted():
-    assert load_config(overrides=["precisions=fp32,fp16", "train.init_scale=1024"]).train.init_scale == 1024
-
-
-@pytest.mark.parametrize("overrides, message", [
     (["gate.selection=cheapest"], "gate.selection must be fastest, most-accurate or a precision name"),
     (["precisions=fp32,bf16", "gate.selection=fp16"], "do not train it"),
     (["gate.min_agreement=1.5"], "gate.min_agreement must be between 0 and 1"),
@@ -87,10 +75,45 @@ def test_fp16_scaler_settings_with_fp16_are_accepted():
     (["gate.bootstrap_samples=10"], "gate.bootstrap_samples"),
     (["sweep.batch_sizes=64,x"], "sweep.batch_sizes must be int"),
     (["sweep.noise_seeds=1"], "sweep.noise_seeds must be 2 or more"),
+    (["sweep.precisions=fp32,int8"], "sweep.precisions: choose from"),
 ])
-def test_invalid_gate_and_sweep_settings_are_refused_when_read(overrides, message):
+def test_invalid_settings_are_refused_when_read(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(overrides=overrides)
+
+
+@pytest.mark.parametrize("precisions, message", [("fp32,fp8", "fp8 training needs a CUDA GPU"),
+                                                 ("fp32,tf32", "tf32 is a CUDA matmul mode")])
+def test_modes_this_device_cannot_run_are_refused_at_the_entry(monkeypatch, precisions, message):
+    """Reading the config touches no device; the entry point's device check refuses what cannot run here."""
+    import torch
+
+    from flows.common import resolve
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = load_config(overrides=[f"precisions={precisions}"])  # read: fine
+    assert cfg.precisions == tuple(precisions.split(","))
+    with pytest.raises(ConfigError, match=message):
+        resolve(precisions=precisions, overrides={"train.device": "cpu"})
+
+
+def test_reading_a_config_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipeline.core.config_load import load_config; load_config(overrides=['train.epochs=3']);"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_overrides_may_be_a_mapping_with_typed_values():
+    cfg = load_config(overrides={"train.epochs": 4, "precisions": "fp32,bf16", "gate.min_speedup": "1.5"})
+    assert cfg.train.epochs == 4 and cfg.precisions == ("fp32", "bf16") and cfg.gate.min_speedup == 1.5
+
+
+def test_fp16_scaler_settings_with_fp16_are_accepted():
+    assert load_config(overrides=["precisions=fp32,fp16", "train.init_scale=1024"]).train.init_scale == 1024
 
 
 def test_gate_selection_policies_and_sweep_lists_are_read():

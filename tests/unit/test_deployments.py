@@ -1,14 +1,9 @@
 """prefect.yaml and `mpops serve`: the same deployments, read as Prefect reads them; nothing is started."""
 from __future__ import annotations
 
-import sys
-import types
-from pathlib import Path
-
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError, DataValidationError, DriftDetected
 from tests.conftest import ROOT
 
 SPEC = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -64,6 +59,8 @@ def test_served_deployments_match_prefect_yaml(monkeypatch):
     assert [d.name for d in served] == [s["name"] for s in SPEC["deployments"]]
     for dep, spec in zip(served, SPEC["deployments"]):
         assert dep.entrypoint == spec["entrypoint"]
+        # the very flows the command line calls: no wrapper flows for deployments
+        assert dep.entrypoint in ("flows/training.py:training_flow", "flows/monitoring.py:monitor_flow")
         assert dep.parameters == spec["parameters"]
         assert dep.tags == spec["tags"]
         assert dep.work_pool_name is None  # `prefect.serve` runs them in its own process
@@ -82,59 +79,6 @@ def test_serve_without_a_prefect_server_exits_2_with_one_line(capsys):
         main(["serve"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[0].startswith("error: mpops serve needs a Prefect server")
-
-
-def test_retrain_entry_fails_with_the_config_error_line():
-    from flows.deployments import retrain_entry
-
-    state = retrain_entry.fn(overrides=["train.epochs=0"])
-    assert state.is_failed() and state.message == "config: train.epochs must be positive"
-    with pytest.raises(ConfigError):
-        state.result()
-
-
-def _fake_outcome(drifted: bool):
-    report = types.SimpleNamespace(drifted=drifted, reasons=("features: 3 of 64 drifted (pixel_20, pixel_36, pixel_43)",))
-    return types.SimpleNamespace(report=report, report_dir=Path("out/monitoring"), retrain=None)
-
-
-def test_monitor_entry_calls_the_monitoring_flow(monkeypatch, tmp_path):
-    import flows.monitoring
-    from flows.deployments import monitor_entry
-
-    calls = []
-    monkeypatch.setattr(flows.monitoring, "monitor_flow", lambda cfg, root, batch, retrain:
-                        calls.append((cfg, root, batch, retrain)) or _fake_outcome(False))
-    monkeypatch.chdir(ROOT)
-    assert not monitor_entry.fn(batch=str(tmp_path / "b.csv"), retrain=True).report.drifted
-    [(cfg, root, batch, retrain)] = calls
-    assert root == ROOT and batch == str(tmp_path / "b.csv") and retrain is True
-    assert cfg.registry.model_name == "digits-classifier"
-
-
-def test_monitor_entry_fails_the_flow_run_on_drift_with_the_reason(monkeypatch):
-    import flows.monitoring
-    from flows.deployments import monitor_entry
-
-    monkeypatch.setattr(flows.monitoring, "monitor_flow", lambda cfg, root, batch, retrain: _fake_outcome(True))
-    monkeypatch.chdir(ROOT)
-    state = monitor_entry.fn(batch="incoming")
-    assert state.is_failed() and state.message.startswith("drift detected in incoming (features: 3 of 64 drifted")
-    with pytest.raises(DriftDetected):
-        state.result()
-
-
-def test_monitor_entry_fails_with_a_bad_batch_line(monkeypatch):
-    import flows.monitoring
-    from flows.deployments import monitor_entry
-
-    def bad(cfg, root, batch, retrain):
-        raise DataValidationError("monitor: incoming lacks feature columns: ['pixel_0']")
-
-    monkeypatch.setattr(flows.monitoring, "monitor_flow", bad)
-    monkeypatch.chdir(ROOT)
-    state = monitor_entry.fn(batch="incoming")
-    assert state.is_failed() and state.message == "monitor: incoming lacks feature columns: ['pixel_0']"
 
 
 def test_serve_with_an_unreachable_prefect_server_exits_2(capsys, monkeypatch):

@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import monitor
-from pipeline.config import MonitorConfig, load_config
-from pipeline.errors import ConfigError, DataValidationError
+from pipeline.core import batch as batches
+from pipeline.core import drift
+from pipeline.render.drift import write_report
+from pipeline.core.config import MonitorConfig
+from pipeline.core.config_load import load_config
+from pipeline.core.errors import ConfigError, DataValidationError
 
 FEATURES = tuple(f"f{i}" for i in range(8))
 CLASSES = (0, 1, 2)
@@ -24,11 +27,11 @@ def train_x() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference(train_x) -> monitor.ReferenceStats:
+def reference(train_x) -> drift.ReferenceStats:
     pred = np.tile(np.array(CLASSES), 200)  # 600 test rows, a third per class
     twin = pred.copy()
     twin[:6] = (twin[:6] + 1) % 3  # 99% agreement at registration
-    return monitor.reference_stats(train_x, FEATURES, CLASSES, "bf16", pred, 0.95, twin, MonitorConfig())
+    return drift.reference_stats(train_x, FEATURES, CLASSES, "bf16", pred, 0.95, twin, MonitorConfig())
 
 
 def _fresh(n: int, seed: int) -> np.ndarray:
@@ -43,27 +46,27 @@ def _balanced(n: int) -> np.ndarray:
 
 
 def test_psi_is_zero_for_equal_shares_and_matches_the_formula():
-    assert monitor.psi(np.array([0.2, 0.3, 0.5]), np.array([0.2, 0.3, 0.5])) == 0.0
+    assert drift.psi(np.array([0.2, 0.3, 0.5]), np.array([0.2, 0.3, 0.5])) == 0.0
     expected = 0.4 * math.log(0.9 / 0.5) + (-0.4) * math.log(0.1 / 0.5)
-    assert monitor.psi(np.array([0.5, 0.5]), np.array([0.9, 0.1])) == pytest.approx(expected)
+    assert drift.psi(np.array([0.5, 0.5]), np.array([0.9, 0.1])) == pytest.approx(expected)
     # An empty reference bin is floored, not infinite.
-    assert math.isfinite(monitor.psi(np.array([1.0, 0.0]), np.array([0.0, 1.0])))
+    assert math.isfinite(drift.psi(np.array([1.0, 0.0]), np.array([0.0, 1.0])))
 
 
 def test_bins_put_values_outside_the_training_range_in_empty_reference_bins():
-    edges = monitor.bin_edges(np.zeros(100), 10)  # a constant feature: the digits' border pixels
-    shares = monitor.bin_shares(np.zeros(100), edges)
+    edges = drift.bin_edges(np.zeros(100), 10)  # a constant feature: the digits' border pixels
+    shares = drift.bin_shares(np.zeros(100), edges)
     assert shares.tolist() == [0.0, 1.0, 0.0]  # below the minimum, the value itself, above the maximum
-    shifted = monitor.bin_shares(np.full(50, 3.0), edges)
+    shifted = drift.bin_shares(np.full(50, 3.0), edges)
     assert shifted.tolist() == [0.0, 0.0, 1.0]
-    assert monitor.psi(shares, shifted) > 5
-    below = monitor.bin_shares(np.full(10, -1.0), edges)
+    assert drift.psi(shares, shifted) > 5
+    below = drift.bin_shares(np.full(10, -1.0), edges)
     assert below.tolist() == [1.0, 0.0, 0.0]
 
 
 def test_quantile_bins_hold_about_equal_training_shares(train_x):
-    edges = monitor.bin_edges(train_x[:, 0], 10)
-    shares = monitor.bin_shares(train_x[:, 0], edges)
+    edges = drift.bin_edges(train_x[:, 0], 10)
+    shares = drift.bin_shares(train_x[:, 0], edges)
     assert shares.sum() == pytest.approx(1.0)
     assert shares[0] == 0.0 and shares[-1] == 0.0  # nothing below the minimum or above the maximum
     assert np.all(np.abs(shares[2:-1] - 0.1) < 0.01)
@@ -71,7 +74,7 @@ def test_quantile_bins_hold_about_equal_training_shares(train_x):
 
 def test_an_unchanged_batch_does_not_drift(reference):
     x = _fresh(500, seed=2)
-    report = monitor.compare(x, reference, MonitorConfig(), _balanced(500), _balanced(500), _balanced(500))
+    report = drift.compare(x, reference, MonitorConfig(), _balanced(500), _balanced(500), _balanced(500))
     assert not report.drifted, report.reasons
     assert report.reasons == () and report.drifted_share == 0.0
     assert report.accuracy == 1.0 and report.agreement == 1.0
@@ -83,7 +86,7 @@ def test_shifted_features_are_named_and_only_they_drift(reference):
     x = _fresh(500, seed=3)
     x[:, 2] += 1.5
     x[:, 7] = np.clip(x[:, 7] + 6, 0, 16)
-    report = monitor.compare(x, reference, MonitorConfig(), _balanced(500))
+    report = drift.compare(x, reference, MonitorConfig(), _balanced(500))
     assert report.drifted
     assert {f.name for f in report.drifted_features} == {"f2", "f7"}
     assert report.drifted_share == pytest.approx(2 / 8)
@@ -96,7 +99,7 @@ def test_shifted_features_are_named_and_only_they_drift(reference):
 def test_a_share_threshold_tolerates_a_few_drifted_features(reference):
     x = _fresh(500, seed=3)
     x[:, 2] += 1.5
-    report = monitor.compare(x, reference, MonitorConfig(max_drifted_share=0.2), _balanced(500))
+    report = drift.compare(x, reference, MonitorConfig(max_drifted_share=0.2), _balanced(500))
     assert [f.name for f in report.drifted_features] == ["f2"]
     assert not report.drifted
 
@@ -105,12 +108,12 @@ def test_a_feature_drifts_only_when_psi_and_ks_agree(reference):
     # 40,000 rows, mean +0.15 sd: KS (2,000 reference values) is significant, the PSI is small; not drift.
     x = _fresh(40000, seed=4)
     x[:, 0] += 0.15
-    report = monitor.compare(x, reference, MonitorConfig(), _balanced(40000))
+    report = drift.compare(x, reference, MonitorConfig(), _balanced(40000))
     f0 = report.features[0]
     assert f0.ks_pvalue < report.ks_alpha_corrected and f0.psi < 0.2
     assert not f0.drifted and not report.drifted
     # Same with a tighter PSI threshold: now both agree.
-    tight = monitor.compare(x, reference, MonitorConfig(psi_threshold=0.001), _balanced(40000))
+    tight = drift.compare(x, reference, MonitorConfig(psi_threshold=0.001), _balanced(40000))
     assert tight.features[0].drifted
 
 
@@ -119,12 +122,12 @@ def test_values_beyond_the_fp16_range_are_counted_per_feature(reference):
     x[:3, 4] = 70000.0
     x[3, 5] = -1e6
     x[4, 5] = 65504.0  # the largest fp16 value itself fits
-    report = monitor.compare(x, reference, MonitorConfig(), _balanced(500))
+    report = drift.compare(x, reference, MonitorConfig(), _balanced(500))
     assert report.fp16_overflow == 4
     assert {f.name: f.fp16_overflow for f in report.features if f.fp16_overflow} == {"f4": 3, "f5": 1}
     assert any(r.startswith("fp16 range: 4 values beyond +-65504") and "f4 (3)" in r for r in report.reasons)
     assert report.metrics()["monitor.fp16_overflow.f4"] == 3
-    tolerant = monitor.compare(x, reference, MonitorConfig(max_fp16_overflow=10), _balanced(500))
+    tolerant = drift.compare(x, reference, MonitorConfig(max_fp16_overflow=10), _balanced(500))
     assert not any(r.startswith("fp16 range") for r in tolerant.reasons)
 
 
@@ -134,10 +137,10 @@ def test_accuracy_drop_on_labelled_batch_ignores_missing_labels(reference):
     y = pred.copy()
     y[:60] = (y[:60] + 1) % 3  # 80% right
     y[60:90] = -1  # missing: not counted
-    report = monitor.compare(x, reference, MonitorConfig(), pred, y=y)
+    report = drift.compare(x, reference, MonitorConfig(), pred, y=y)
     assert report.labelled_rows == 270 and report.accuracy == pytest.approx(210 / 270)
     assert any(r.startswith("accuracy drop: 0.7778 on 270 labelled rows vs 0.9500") for r in report.reasons)
-    assert monitor.compare(x, reference, MonitorConfig(max_accuracy_drop=0.2), pred, y=y).drifted is False
+    assert drift.compare(x, reference, MonitorConfig(max_accuracy_drop=0.2), pred, y=y).drifted is False
 
 
 def test_precision_drift_is_a_drop_in_fp32_twin_agreement(reference):
@@ -145,7 +148,7 @@ def test_precision_drift_is_a_drop_in_fp32_twin_agreement(reference):
     pred = _balanced(300)
     twin = pred.copy()
     twin[:30] = (twin[:30] + 1) % 3  # 90% agreement vs 99% at registration
-    report = monitor.compare(x, reference, MonitorConfig(), pred, twin_pred=twin)
+    report = drift.compare(x, reference, MonitorConfig(), pred, twin_pred=twin)
     assert report.agreement == pytest.approx(0.9) and report.reference_agreement == pytest.approx(0.99)
     [reason] = report.reasons
     assert reason.startswith("precision drift: the bf16 champion agrees with its fp32 twin on 90.00%")
@@ -153,9 +156,9 @@ def test_precision_drift_is_a_drop_in_fp32_twin_agreement(reference):
 
 
 def test_without_a_twin_precision_drift_is_not_checked(train_x):
-    ref = monitor.reference_stats(train_x, FEATURES, CLASSES, "fp16", _balanced(300), 0.9, None, MonitorConfig())
+    ref = drift.reference_stats(train_x, FEATURES, CLASSES, "fp16", _balanced(300), 0.9, None, MonitorConfig())
     assert ref.agreement_rate is None
-    report = monitor.compare(_fresh(300, seed=11), ref, MonitorConfig(), _balanced(300), twin_pred=None)
+    report = drift.compare(_fresh(300, seed=11), ref, MonitorConfig(), _balanced(300), twin_pred=None)
     assert report.agreement is None and not report.drifted
     assert "monitor.agreement" not in report.metrics()
     assert "fp32-twin agreement" not in report.verdict
@@ -164,13 +167,13 @@ def test_without_a_twin_precision_drift_is_not_checked(train_x):
 def test_prediction_distribution_drift(reference):
     x = _fresh(300, seed=8)
     pred = np.zeros(300, dtype=np.int64)  # everything predicted as class 0
-    report = monitor.compare(x, reference, MonitorConfig(), pred)
+    report = drift.compare(x, reference, MonitorConfig(), pred)
     assert report.prediction_psi > 1 and report.prediction_shares[0] == 1.0
     assert [r.split(":")[0] for r in report.reasons] == ["prediction drift"]
 
 
 def test_reference_round_trips_through_json(reference):
-    back = monitor.ReferenceStats.from_json(reference.to_json())
+    back = drift.ReferenceStats.from_json(reference.to_json())
     assert back == reference
     assert len(back.features[0].sample) == 2000 and back.train_rows == 3000
     assert back.agreement_rate == pytest.approx(0.99)
@@ -178,7 +181,7 @@ def test_reference_round_trips_through_json(reference):
 
 
 def test_metrics_are_dotted_and_per_feature(reference):
-    report = monitor.compare(_fresh(200, seed=9), reference, MonitorConfig(), _balanced(200), _balanced(200))
+    report = drift.compare(_fresh(200, seed=9), reference, MonitorConfig(), _balanced(200), _balanced(200))
     m = report.metrics()
     assert {"monitor.drifted_share", "monitor.prediction_psi", "monitor.psi.f3", "monitor.ks_pvalue.f3",
             "monitor.agreement_drop"} <= set(m)
@@ -188,7 +191,7 @@ def test_metrics_are_dotted_and_per_feature(reference):
 def test_load_batch_refuses_malformed_data_with_exit_3(tmp_path):
     ok = pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4], "label": [0, 1]})
     ok.to_csv(tmp_path / "ok.csv", index=False)
-    batch = monitor.load_batch(str(tmp_path / "ok.csv"), ("b", "a"), "label")
+    batch = batches.load_batch(str(tmp_path / "ok.csv"), ("b", "a"), "label")
     assert batch.x.tolist() == [[3.0, 1.0], [4.0, 2.0]] and batch.labels.tolist() == [0, 1]
 
     cases = {
@@ -199,17 +202,17 @@ def test_load_batch_refuses_malformed_data_with_exit_3(tmp_path):
     for name, (frame, message) in cases.items():
         frame.to_csv(tmp_path / name, index=False)
         with pytest.raises(DataValidationError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
-            monitor.load_batch(str(tmp_path / name), ("a", "b"), "label")
+            batches.load_batch(str(tmp_path / name), ("a", "b"), "label")
         assert err.value.exit_code == 3 and "\n" not in str(err.value)
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataValidationError, match="cannot read"):
-        monitor.load_batch(str(tmp_path / "junk.parquet"), ("a", "b"), "label")
+        batches.load_batch(str(tmp_path / "junk.parquet"), ("a", "b"), "label")
 
 
 def test_label_indices_map_labels_and_mark_unknown_ones():
     labels = pd.Series([0, 2, 7, None, 1.0])
-    assert monitor.label_indices(labels, CLASSES).tolist() == [0, 2, -1, -1, 1]
-    assert monitor.label_indices(pd.Series(["cat", "dog", "eel"]), ("cat", "dog")).tolist() == [0, 1, -1]
+    assert batches.label_indices(labels, CLASSES).tolist() == [0, 2, -1, -1, 1]
+    assert batches.label_indices(pd.Series(["cat", "dog", "eel"]), ("cat", "dog")).tolist() == [0, 1, -1]
 
 
 def test_monitor_config_is_validated_at_load():
@@ -225,9 +228,9 @@ def test_monitor_config_is_validated_at_load():
 def test_report_files_and_plots_for_drifted_and_top_features(reference, tmp_path):
     x = _fresh(400, seed=10)
     x[:, 2] += 2.0
-    report = monitor.compare(x, reference, MonitorConfig(), _balanced(400))
-    batch = monitor.Batch("batch.csv", x, None)
-    folder = monitor.write_report(report, reference, batch, "models:/m@champion", tmp_path / "r", top_k=2)
+    report = drift.compare(x, reference, MonitorConfig(), _balanced(400))
+    batch = batches.Batch("batch.csv", x, None)
+    folder = write_report(report, reference, batch, "models:/m@champion", tmp_path / "r", top_k=2)
     table = pd.read_csv(folder / "report.csv")
     assert table.iloc[0]["feature"] == "f2" and bool(table.iloc[0]["drifted"]) and len(table) == 8
     md = (folder / "report.md").read_text()
@@ -244,9 +247,10 @@ def test_retrain_uses_the_deployment_when_a_server_has_it(monkeypatch):
     import uuid
 
     import prefect.deployments
+    from prefect.exceptions import ObjectNotFound
 
     from flows import monitoring
-    from prefect.exceptions import ObjectNotFound
+    from pipeline.core.errors import GateFailed
 
     monkeypatch.setattr(monitoring, "get_run_logger", lambda: logging.getLogger("test"))
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
@@ -259,20 +263,20 @@ def test_retrain_uses_the_deployment_when_a_server_has_it(monkeypatch):
 
     monkeypatch.setattr(prefect.deployments, "run_deployment", fake_run_deployment)
     said = monitoring._retrain(None, None)
-    assert calls == [("mpops-retrain/nightly-retrain", 0)]
-    assert said == f"started deployment mpops-retrain/nightly-retrain: flow run brave-otter ({run_id})"
+    assert calls == [("mpops-training/nightly-retrain", 0)]
+    assert said == f"started deployment mpops-training/nightly-retrain: flow run brave-otter ({run_id})"
 
     def missing(name, timeout):
         raise ObjectNotFound(None)
 
     subflow = []
+
+    def fake_training_flow(config, overrides):
+        subflow.append((config, overrides))
+        raise GateFailed("no candidate passed the gates: fp32: accuracy floor; nothing registered")
+
     monkeypatch.setattr(prefect.deployments, "run_deployment", missing)
-    import flows.training
-
-    def fake_training_flow(cfg, root, return_state):
-        subflow.append(cfg)
-        return types.SimpleNamespace(is_completed=lambda: False, message="no candidate passed the gates")
-
-    monkeypatch.setattr(flows.training, "training_flow", fake_training_flow)
-    assert monitoring._retrain("cfg", None) == "retraining failed: no candidate passed the gates"
-    assert subflow == ["cfg"]
+    monkeypatch.setattr(monitoring, "training_flow", fake_training_flow)
+    assert monitoring._retrain("c.yaml", {"train.epochs": 1}) == \
+        "retraining failed: no candidate passed the gates: fp32: accuracy floor; nothing registered"
+    assert subflow == [("c.yaml", {"train.epochs": 1})]

@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.config import GateConfig
-from pipeline.evaluate import Latency, scores
-from pipeline.gate import CandidateMetrics, gate
-from pipeline.metrics import bootstrap_delta_ci, brier_score, expected_calibration_error, flip_matrix, mcnemar_exact
+from pipeline.core.config import GateConfig
+from pipeline.core.evaluate import Latency, scores
+from pipeline.core.gate import CandidateMetrics, gate
+from pipeline.core.gate_checks import SPECS, Check
+from pipeline.render.markdown import gate_markdown
+from pipeline.core.metrics import bootstrap_delta_ci, brier_score, expected_calibration_error, flip_matrix, mcnemar_exact
 
 N_CLASSES = 10
 LAT = Latency(1.0, 1.2, 10.0, 11.0, 25600.0)
@@ -39,8 +41,8 @@ def baseline_pred(y: np.ndarray, wrong_every: int = 25) -> np.ndarray:
     return pred
 
 
-def check(report, precision, name):
-    return next(c for c in report.verdict(precision).checks if c.name == name)
+def check(report, precision, key: Check):
+    return report.verdict(precision).check(key)
 
 
 def test_equal_candidate_passes_and_the_faster_one_is_selected():
@@ -64,7 +66,7 @@ def test_candidate_that_flips_one_class_fails_per_class_recall_and_names_it():
              GateConfig(accuracy_tolerance=0.05, macro_f1_tolerance=0.05, precision_tolerance=0.05,
                         recall_tolerance=0.05, relative_tolerance=0.1, min_agreement=0.9, mcnemar_alpha=0.0))
     v = r.verdict("bf16")
-    per_class = check(r, "bf16", "largest per-class recall drop")
+    per_class = check(r, "bf16", Check.CLASS_RECALL_DROP)
     assert not per_class.passed and "class 7" in per_class.note
     assert r.selected == "fp32"
     assert v.comparison.flips[7][1] >= 9  # the flip matrix shows where the rows went
@@ -78,8 +80,8 @@ def test_significant_regression_fails_mcnemar_and_the_interval():
     r = gate([cand("fp32", y, base), cand("bf16", y, worse, sps=300)], y, GateConfig(max_class_recall_drop=1.0))
     v = r.verdict("bf16")
     assert v.comparison.mcnemar_p < 1e-6
-    assert not check(r, "bf16", "McNemar exact p (worse only)").passed
-    assert not check(r, "bf16", "accuracy (CI lower bound) loss vs reference").passed
+    assert not check(r, "bf16", Check.MCNEMAR).passed
+    assert not check(r, "bf16", Check.ACCURACY_LOSS).passed
     assert v.comparison.accuracy_ci[1] < 0
 
 
@@ -97,7 +99,7 @@ def test_tiny_test_set_cannot_pass_a_regression_by_luck():
     v = r.verdict("bf16")
     assert v.accuracy_delta == pytest.approx(-0.05)
     assert v.comparison.accuracy_ci[0] <= -0.1 + 1e-9
-    assert not check(r, "bf16", "accuracy (CI lower bound) loss vs reference").passed
+    assert not check(r, "bf16", Check.ACCURACY_LOSS).passed
 
 
 def test_tiny_test_set_does_not_fail_a_harmless_candidate():
@@ -115,8 +117,8 @@ def test_miscalibrated_candidate_fails_the_calibration_gate():
     r = gate([cand("fp32", y, base, confidence=0.95), cand("bf16", y, base.copy(), sps=300, confidence=0.5)], y,
              GateConfig())
     v = r.verdict("bf16")
-    assert not check(r, "bf16", "ECE increase").passed
-    assert not check(r, "bf16", "Brier increase").passed
+    assert not check(r, "bf16", Check.ECE_INCREASE).passed
+    assert not check(r, "bf16", Check.BRIER_INCREASE).passed
     assert r.selected == "fp32" and "ECE increase" in v.reason
 
 
@@ -124,8 +126,8 @@ def test_fgsm_robustness_drop_is_gated():
     y = labels()
     base = baseline_pred(y)
     r = gate([cand("fp32", y, base, fgsm=0.8), cand("bf16", y, base.copy(), sps=300, fgsm=0.6)], y, GateConfig())
-    assert not check(r, "bf16", "FGSM accuracy drop").passed
-    assert check(r, "bf16", "FGSM accuracy drop").value == pytest.approx(0.2)
+    assert not check(r, "bf16", Check.FGSM_DROP).passed
+    assert check(r, "bf16", Check.FGSM_DROP).value == pytest.approx(0.2)
 
 
 def test_a_metric_that_could_not_be_computed_fails_the_gate():
@@ -133,7 +135,7 @@ def test_a_metric_that_could_not_be_computed_fails_the_gate():
     base = baseline_pred(y)
     r = gate([cand("fp32", y, base), cand("bf16", y, base.copy(), sps=300, fgsm=float("nan"), latency=None)], y,
              GateConfig())
-    fgsm, latency = check(r, "bf16", "FGSM accuracy drop"), check(r, "bf16", "p50 latency ratio at batch 256")
+    fgsm, latency = check(r, "bf16", Check.FGSM_DROP), check(r, "bf16", Check.LATENCY_RATIO)
     assert not fgsm.passed and "could not be computed" in fgsm.note
     assert not latency.passed
     assert r.selected == "fp32"
@@ -165,10 +167,10 @@ def test_relative_tolerance_and_two_sided_change_thresholds():
                                       recall_tolerance=0.5, relative_tolerance=0.01, max_class_recall_drop=1.0,
                                       mcnemar_alpha=0.0)
     rel = gate([pair[0], cand("bf16", y, worse, sps=300)], y, lenient_abs)
-    assert check(rel, "bf16", "accuracy (CI lower bound) loss vs reference").passed
-    assert not check(rel, "bf16", "accuracy (CI lower bound) relative loss vs reference").passed
+    assert check(rel, "bf16", Check.ACCURACY_LOSS).passed
+    assert not check(rel, "bf16", Check.ACCURACY_RELATIVE_LOSS).passed
     r = gate(pair, y, dataclasses.replace(loose, two_sided=True))
-    assert not check(r, "bf16", "accuracy (CI lower bound) gain vs reference (two-sided)").passed
+    assert not check(r, "bf16", Check.ACCURACY_GAIN).passed
 
 
 def test_selection_policies():
@@ -201,7 +203,11 @@ def test_report_json_and_markdown_carry_every_check():
     assert bf16["passed"] is True and len(bf16["checks"]) == len(r.verdict("bf16").checks)
     assert {c["group"] for c in bf16["checks"]} == {"quality", "significance", "agreement", "per-class",
                                                      "calibration", "robustness", "cost", "health"}
-    md = r.to_markdown()
+    # every check carries its stable key; labels are for people and may change
+    assert {c["key"] for c in bf16["checks"]} == {c.value for c in Check} - {c.value for c in Check if
+                                                                              c.name.endswith("_GAIN")}
+    assert all(c["name"] == SPECS[Check(c["key"])].label for c in bf16["checks"])
+    md = gate_markdown(r)
     assert "**Selected: bf16**" in md and "| agreement | agreement with fp32 | 1 | >= 0.95 | pass |" in md
 
 
@@ -230,3 +236,19 @@ def test_non_finite_outputs_are_named_as_the_cause():
     r = gate([cand("fp32", y, base), CandidateMetrics("fp16", ev, 300.0, 100, 0)], y, GateConfig())
     assert "test rows with non-finite outputs 3" in r.verdict("fp16").reason
     assert r.selected == "fp32"
+
+
+def test_the_noise_floor_reads_checks_by_key_so_a_new_label_breaks_nothing(monkeypatch):
+    """Labels are for people: renaming one changes the report's wording, not which figure is which."""
+    from pipeline.core import gate_checks
+    from pipeline.core.sweep import noise_rows
+
+    y = labels()
+    base = scores("fp32", y, probs_for(baseline_pred(y)), N_CLASSES, 0.8)
+    other = scores("fp32", y, probs_for(baseline_pred(y, wrong_every=20)), N_CLASSES, 0.8)
+    spec = gate_checks.SPECS[Check.ACCURACY_LOSS]
+    monkeypatch.setitem(gate_checks.SPECS, Check.ACCURACY_LOSS, dataclasses.replace(spec, label="accuracy loss, renamed"))
+    rows = {r.key: r for r in noise_rows(base, [other], y, GateConfig(), tuple("0123456789"))}
+    assert rows[Check.ACCURACY_LOSS].name == "accuracy loss, renamed"
+    assert rows[Check.ACCURACY_LOSS].config_key == "gate.accuracy_tolerance"
+    assert rows[Check.ACCURACY_LOSS].worst > 0 and rows[Check.AGREEMENT].worst < 1.0

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from pipeline.memory import PeakMemory
+from pipeline.core.memory import PeakMemory
 
 CPU = torch.device("cpu")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.config import GateConfig
-from pipeline.evaluate import Latency, scores
-from pipeline.gate import CandidateMetrics, gate
-from pipeline.models import ModelSpec
-from pipeline.plots import run_plots
-from pipeline.precision import make_policy
-from pipeline.train import TrainResult
+from pipeline.core.config import GateConfig
+from pipeline.core.evaluate import Latency, scores
+from pipeline.core.gate import CandidateMetrics, gate
+from pipeline.core.models import ModelSpec
+from pipeline.render.plots import run_plots
+from pipeline.core.precision import make_policy
+from pipeline.core.train import TrainResult
 
 CLASSES = tuple(range(10))
 
@@ -18,7 +18,7 @@ CLASSES = tuple(range(10))
 def _result(name: str) -> TrainResult:
     scales = (65536.0, 32768.0, 32768.0, 65536.0)
     norms = (float("inf"), 1.0, 0.5, 0.4) if name == "fp16" else (1.0, 0.9, 0.5, 0.4)
-    return TrainResult(name, make_policy(name, torch.device("cpu")), ModelSpec(64, 10, 8, 1, "mlp"),
+    return TrainResult(name, make_policy(name), torch.device("cpu"), ModelSpec(64, 10, 8, 1, "mlp"),
                        torch.nn.Linear(1, 1), (2.0, 1.0, 0.5), 4, 2, 100.0, 1000, 1.0, int(name == "fp16"), 0,
                        grad_norms=norms, loss_scales=scales)
 

@@ -1,0 +1,73 @@
+"""Registering the selected model: its artifacts first, then the promotion decision, then the version.
+
+Everything the version points at (model card, gate report, model, monitoring reference) is logged
+into the model's run before the version exists; the registry then creates it all-or-nothing.
+"""
+from __future__ import annotations
+
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import Trained
+from pipeline.core.config import Config
+from pipeline.core.data import Split
+from pipeline.core.device import device_label
+from pipeline.core.drift import reference_stats
+from pipeline.core.errors import GateFailed
+from pipeline.core.gate import GateReport
+from pipeline.core.modes import BASELINE
+from pipeline.core.promotion import PromotionDecision, decide_promotion
+from pipeline.core.provenance import Provenance
+from pipeline.core.validation.validate import ValidationReport
+from pipeline.render import markdown
+from pipeline.tracking import reference, registry, runs
+
+
+def selected_or_fail(trained: list[Trained], report: GateReport) -> Trained:
+    if report.selected is None:
+        raise GateFailed(f"no candidate passed the gates: {report.reason}; nothing registered",
+                         detail="\n".join(f"  {v.precision}: {v.reason}" for v in report.verdicts), report=report)
+    return next(t for t in trained if t.result.precision == report.selected)
+
+
+@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, report: GateReport,
+              prov: Provenance, validation: ValidationReport, parent_id: str) -> str:
+    """Model card, gate report, the model and its monitoring reference, into the model's run; the model URI."""
+    r = chosen.result
+    facts = markdown.CardFacts(cfg.registry.model_name, r.precision, device_label(r.device), torch.__version__,
+                               prov.dvc_md5 or prov.data_md5, prov.git_commit, len(sp.y_train) + len(sp.y_test),
+                               len(sp.feature_columns), tuple(map(str, sp.classes)), validation.summary(), parent_id)
+    runs.log_text(chosen.run_id, markdown.model_card(facts, report), "model_card.md")
+    runs.log_text(chosen.run_id, markdown.gate_markdown(report), "gate/report.md")
+    runs.log_text(chosen.run_id, report.to_json(), "gate/report.json")
+    model_uri = registry.log_model(chosen.run_id, r, sp)
+    # The twin's test predictions are those of its evaluation: no second pass over the test split.
+    ref = reference_stats(sp.x_train, sp.feature_columns, sp.classes, r.precision, chosen.eval.predictions,
+                          chosen.eval.accuracy, twin.eval.predictions if twin else None, cfg.monitor)
+    reference.log_reference(chosen.run_id, ref, twin.result if twin else None, sp)
+    return model_uri
+
+
+@task(name="decide-promotion", cache_policy=NO_CACHE)
+def decide(cfg: Config, sp: Split, chosen: Trained) -> PromotionDecision:
+    champion = registry.current_champion(cfg.registry.model_name, sp)
+    return decide_promotion(chosen.eval, champion, sp.y_test, cfg.gate, tuple(map(str, sp.classes)))
+
+
+@task(name="register-model", cache_policy=NO_CACHE)
+def register(cfg: Config, model_uri: str, tags: dict[str, str], description: str,
+             decision: PromotionDecision) -> registry.Registration:
+    return registry.register(cfg.registry.model_name, model_uri, tags, description, decision)
+
+
+def register_selected(cfg: Config, sp: Split, chosen: Trained, trained: list[Trained], report: GateReport,
+                      prov: Provenance, validation: ValidationReport, parent_id: str) -> registry.Registration:
+    twin = next((t for t in trained if t.result.precision == BASELINE), None)
+    model_uri = log_model(cfg, sp, chosen, twin, report, prov, validation, parent_id)
+    decision = decide(cfg, sp, chosen)
+    tags = registry.version_tags(chosen.result, chosen.eval, report, prov, validation.passed, parent_id)
+    description = markdown.version_description(chosen.result.precision, chosen.eval, report, parent_id,
+                                               runs.run_url(parent_id), prov)
+    return register(cfg, model_uri, tags, description, decision)

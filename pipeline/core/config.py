@@ -1,0 +1,172 @@
+"""The typed configuration: one frozen dataclass per section. Plain data; reading it touches no device.
+
+pipeline.core.config_load reads YAML and overrides into it and validates it once, at the entry.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from pipeline.core.modes import DEFAULT_CANDIDATES
+
+MODEL_ZOO = ("mlp", "cnn", "transformer")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = "data"
+    label_column: str = "label"
+    test_size: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """The dataset contract lives in the suite; the thresholds of the data-quality checks live here."""
+
+    suite: str = "expectations/digits.json"
+    report_dir: str = "out/validation"  # report.json, data_docs.html, label_issues.csv; relative to the project
+    min_class_count: int = 10
+    max_imbalance_ratio: float = 10.0  # majority/minority rows
+    min_class_share: float = 0.02
+    max_test_overlap: float = 0.0  # share of test rows whose features also occur in train
+    max_conflicting_rows: int = 0  # rows whose identical features carry different labels
+    max_target_leakage: float = 0.95  # balanced accuracy of the best single feature
+    label_errors: bool = True  # false skips the cleanlab check; the report then warns that it was skipped
+    max_label_error_rate: float = 0.05  # cleanlab's estimate
+    label_error_max_rows: int = 20000  # above it, a random subsample (the report says so)
+    label_error_folds: int = 5
+    fail_on_pii: bool = True
+    warn_fraction: float = 0.8  # warn once a value is this close to its threshold
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # 64 -> 1024 -> 1024 -> 1024 -> 10 at batch 512: big enough that the matmuls dominate a step, so
+    # the precision of those matmuls is what the throughput measures (bench/precision_speedup.py).
+    model: str = "mlp"  # mlp, cnn (features as a square image) or transformer (image rows as tokens)
+    hidden_size: int = 1024
+    hidden_layers: int = 3
+    epochs: int = 15
+    batch_size: int = 512
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    warmup_steps: int = 5
+    device: str = "auto"
+    threads: int = 0  # 0: leave torch's default
+    scheduler: str = "none"  # or "cosine"; steps only when the optimizer stepped
+    init_scale: float = 65536.0  # fp16's dynamic loss scaler
+    growth_interval: int = 2000  # fp16's dynamic loss scaler
+    stop_on_nonfinite: bool = True  # stop at the end of an epoch that saw a non-finite loss
+    max_skipped_share: float = 0.5  # stop once more optimizer steps than this were skipped for overflow
+    checkpoint_every: int = 5  # epochs between checkpoints (and one at the end); 0: none
+    checkpoint_dir: str = "out/checkpoints"  # relative to the project root
+    system_metrics_s: float = 2.0  # MLflow system metrics (CPU, memory, GPU) sampling interval; 0: off
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """A short timed run of every candidate before full training; 0 steps turns it off."""
+
+    steps: int = 20
+    max_slowdown: float = 2.0  # drop a candidate whose probe is more than this many times slower than fp32
+    max_skipped_share: float = 0.5  # drop a candidate that skipped more probe steps than this for overflow
+
+
+SELECTIONS = ("fastest", "most-accurate")  # or a precision name: always that one, if it passes
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Each candidate against the fp32 baseline; pipeline/core/gate_checks.py names the check each value bounds."""
+
+    selection: str = "fastest"
+    min_accuracy: float = 0.9  # absolute floor, the baseline included
+    # Quality: a candidate may be worse than fp32 by at most the absolute tolerance AND at most the
+    # relative one (a share of fp32's value), like TFX's change thresholds. Accuracy uses the lower
+    # bound of the paired bootstrap interval of the delta, not the point estimate.
+    # 0.03: `mpops noise-floor` on the bundled digits (360 test rows) saw fp32 seeds differ by up to
+    # 0.033 on this bound; candidates share fp32's seed and data order, so they sit well inside it.
+    accuracy_tolerance: float = 0.03
+    macro_f1_tolerance: float = 0.015
+    precision_tolerance: float = 0.015  # macro precision
+    recall_tolerance: float = 0.015  # macro recall
+    relative_tolerance: float = 0.05
+    two_sided: bool = False  # true: a change beyond tolerance in the good direction fails too
+    ci_level: float = 0.95
+    bootstrap_samples: int = 2000
+    mcnemar_alpha: float = 0.05  # fails a candidate significantly worse than fp32 on the discordant pairs
+    min_agreement: float = 0.95  # share of test rows where candidate and fp32 predict the same class
+    max_prob_diff: float = 1.0  # largest |p_candidate - p_fp32| over rows and classes; 1.0: reported only
+    max_class_recall_drop: float = 0.1  # per class, fp32 recall minus candidate recall
+    max_ece_increase: float = 0.03
+    max_brier_increase: float = 0.03
+    fgsm_epsilon: float = 0.1  # FGSM step, in units of each feature's training standard deviation
+    max_fgsm_drop: float = 0.05  # (fp32 - candidate) accuracy under FGSM
+    min_speedup: float = 1.0  # training throughput vs fp32
+    max_memory_ratio: float = 1.5  # peak training memory vs fp32
+    max_latency_ratio: float = 2.0  # p50 inference latency at batch 256 vs fp32
+    latency_repeats: int = 20  # timed calls at batch 256 (10x that at batch 1); 0 fails the latency check
+    max_skipped_share: float = 0.05  # optimizer steps skipped for overflow (fp16)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """`mpops sweep` and `mpops noise-floor`."""
+
+    precisions: tuple[str, ...] = ()  # empty: every precision this device can run
+    batch_sizes: tuple[int, ...] = ()  # empty: train.batch_size only
+    noise_seeds: int = 5  # fp32 trainings for the noise floor (seeds train.seed, train.seed+1, ...)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str = "digits-classifier"
+    experiment: str = "mpops"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Drift thresholds of `mpops monitor`; the reference they compare with is stored at registration."""
+
+    experiment: str = "mpops-monitoring"  # one MLflow run per monitor call
+    report_dir: str = "out/monitoring"  # drift report (CSV, Markdown, JSON, plots); relative to the project
+    psi_bins: int = 10  # quantile bins of the training split (read at registration, stored in the reference)
+    reference_sample: int = 2000  # training values kept per feature for the KS test (read at registration)
+    psi_threshold: float = 0.2  # a feature drifts when its PSI passes this ...
+    ks_alpha: float = 0.01  # ... and its KS p-value is below this alpha divided by the number of features
+    max_drifted_share: float = 0.0  # the batch drifts when more features than this share drift (0: any one)
+    max_prediction_psi: float = 0.2  # PSI of the predicted class shares vs the test split's
+    max_accuracy_drop: float = 0.05  # batches with labels: registered test accuracy minus batch accuracy
+    max_agreement_drop: float = 0.02  # champion vs its fp32 twin: agreement at registration minus on the batch
+    max_fp16_overflow: int = 0  # feature values with |x| > 65504, which fp16 cannot hold
+    plot_top_k: int = 6  # per-feature plots: the drifted ones plus this many more by PSI
+
+
+@dataclass(frozen=True)
+class Config:
+    precisions: tuple[str, ...] = DEFAULT_CANDIDATES
+    data: DataConfig = field(default_factory=DataConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+    def as_flat_dict(self) -> dict[str, Any]:
+        """Dotted keys (`train.lr`) for MLflow params."""
+        out: dict[str, Any] = {"precisions": ",".join(self.precisions)}
+        for f in fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                for k, v in dataclasses.asdict(section).items():
+                    out[f"{f.name}.{k}"] = v
+        return out
+
+
+def with_data_path(cfg: Config, path: str) -> Config:
+    return replace(cfg, data=replace(cfg.data, path=path))

@@ -1,0 +1,44 @@
+"""Champion/challenger: may a new version take `champion`? A pure decision; the registry carries it out.
+
+The new model must pass the gate's quality comparison against the current champion, re-scored on
+the current test rows (not its own, older, figures).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.core.config import GateConfig
+from pipeline.core.evaluate import EvalResult
+from pipeline.core.gate_checks import compare, quality_checks
+
+
+@dataclass(frozen=True)
+class CurrentChampion:
+    version: str
+    eval: EvalResult | None  # None: it could not be scored on the current data
+    problem: str = ""  # why it could not be scored
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    move_champion: bool
+    reason: str  # logged as the version's registry.champion_decision tag
+
+
+def decide_promotion(new: EvalResult, champion: CurrentChampion | None, y: np.ndarray, cfg: GateConfig,
+                     classes: tuple[str, ...]) -> PromotionDecision:
+    if champion is None:
+        return PromotionDecision(True, "no champion yet")
+    if champion.eval is None:
+        return PromotionDecision(True, f"champion v{champion.version} cannot be compared: {champion.problem}; "
+                                       "the new version replaces it")
+    old = champion.eval
+    cmp = compare(old, new, y, cfg)
+    failed = [c for c in quality_checks(old, new, cmp, cfg, classes) if not c.passed]
+    figures = (f"accuracy {new.accuracy:.4f} vs champion v{champion.version} {old.accuracy:.4f} on the current "
+               f"test data (delta CI [{cmp.accuracy_ci[0]:+.4f}, {cmp.accuracy_ci[1]:+.4f}])")
+    if failed:
+        return PromotionDecision(False, f"{figures}; failed {'; '.join(c.describe() for c in failed)}; champion stays")
+    return PromotionDecision(True, f"{figures}; passed the quality comparison against the champion")

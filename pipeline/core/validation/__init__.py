@@ -1,0 +1,1 @@
+"""Data validation: the dataset's Great Expectations suite plus mpops' data-quality checks, in one run."""

@@ -1,0 +1,1 @@
+"""Rendering for people: Markdown reports, PNG plots, the terminal summary and progress bars."""

@@ -1,0 +1,57 @@
+"""The model bundle: the one format mpops stores a trained model in, written here and read here only.
+
+A folder of two files: `weights.pt` (the state dict, CPU tensors, loaded with weights_only=True:
+data, never code) and `meta.json` (precision, model spec, feature columns, classes). The registered
+pyfunc model and the fp32 twin of the monitoring reference are both bundles.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.core.device import resolve_device, serving_precision
+from pipeline.core.models import ModelSpec, build_model
+from pipeline.core.precision import PrecisionPolicy, make_policy
+
+WEIGHTS, META = "weights.pt", "meta.json"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    model: torch.nn.Module  # in eval mode, on this machine's device, converted for `policy`
+    policy: PrecisionPolicy  # the trained precision, or its serving fallback where this device lacks it
+    trained_precision: str
+    spec: ModelSpec
+    feature_columns: tuple[str, ...]
+    classes: tuple[Any, ...]
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def write_bundle(folder: Path, model: torch.nn.Module, precision: str, spec: ModelSpec,
+                 feature_columns: tuple[str, ...], classes: tuple[Any, ...]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS)
+    meta = {"precision": precision, "spec": asdict(spec), "feature_columns": list(feature_columns),
+            "classes": [_plain(c) for c in classes]}
+    (folder / META).write_text(json.dumps(meta))
+    return folder
+
+
+def read_bundle(folder: Path, device: str = "auto") -> Bundle:
+    meta = json.loads((Path(folder) / META).read_text())
+    where = resolve_device(device)
+    precision = serving_precision(meta["precision"], where)
+    policy = make_policy(precision, where)
+    model = build_model(ModelSpec(**meta["spec"]))
+    model.load_state_dict(torch.load(Path(folder) / WEIGHTS, map_location="cpu", weights_only=True))
+    model = policy.convert_module(model.to(where)).eval()
+    return Bundle(model, policy, meta["precision"], ModelSpec(**meta["spec"]), tuple(meta["feature_columns"]),
+                  tuple(meta["classes"]))

@@ -1,0 +1,118 @@
+"""The model registry: log the model, read the current champion, register a version all-or-nothing.
+
+The registry carries out a promotion decision it is given (pipeline.core.promotion); it decides nothing.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from pipeline.core.data import Split
+from pipeline.core.device import device_label
+from pipeline.core.evaluate import EvalResult, evaluate, predict_indices
+from pipeline.core.gate import GateReport
+from pipeline.core.promotion import CurrentChampion, PromotionDecision
+from pipeline.core.provenance import Provenance
+from pipeline.core.train import TrainResult
+from pipeline.tracking.bundle import write_bundle
+from pipeline.tracking.pyfunc import PrecisionClassifier
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # pipeline/: travels with the model as its code
+
+
+@dataclass(frozen=True)
+class Registration:
+    model_name: str
+    version: str
+    aliases: tuple[str, ...]
+    champion_reason: str
+
+
+def precision_tags(result: TrainResult) -> dict[str, str]:
+    return {**result.policy.mode.tags, "precision.device": device_label(result.device)}
+
+
+def version_tags(result: TrainResult, ev: EvalResult, report: GateReport, prov: Provenance,
+                 validation_passed: bool, parent_run_id: str) -> dict[str, str]:
+    """The tags every registered version carries (docs/design.md lists them)."""
+    verdict = report.verdict(result.precision)
+    return {
+        **precision_tags(result), "torch.version": torch.__version__, **prov.as_tags(),
+        "gate.passed": str(verdict.passed).lower(), "gate.speedup_vs_fp32": f"{verdict.speedup:.2f}",
+        "gate.accuracy_delta_vs_fp32": f"{verdict.accuracy_delta:.4f}",
+        "gate.memory_ratio_vs_fp32": f"{verdict.memory_ratio:.2f}", "gate.reason": report.reason[:5000],
+        "gate.selection": report.selection, "validation.passed": str(validation_passed).lower(),
+        "eval.accuracy": f"{ev.accuracy:.6f}", "eval.macro_f1": f"{ev.macro_f1:.6f}", "eval.ece": f"{ev.ece:.6f}",
+        "mlflow.parent_run_id": parent_run_id,
+    }
+
+
+def log_model(run_id: str, result: TrainResult, split: Split) -> str:
+    """The selected model as a pyfunc model in its run; returns the model URI to register."""
+    # float64 in the signature: MLflow then accepts int and float inputs alike (int -> float32 it refuses).
+    example = pd.DataFrame(split.x_test[:5].astype("float64"), columns=list(split.feature_columns))
+    preds = [split.classes[i] for i in predict_indices(result.model, split.x_test[:5], result.policy)]
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = write_bundle(Path(tmp) / "bundle", result.model, result.precision, result.spec,
+                              split.feature_columns, split.classes)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=PrecisionClassifier(), artifacts={"bundle": str(bundle)},
+                code_paths=[str(PACKAGE_DIR)], signature=infer_signature(example, pd.Series(preds)),
+                input_example=example,
+                # Explicit: inferring them costs ~10 s a model.
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                                  f"pandas=={pd.__version__}", "numpy"],
+            )
+    return info.model_uri
+
+
+def current_champion(name: str, split: Split) -> CurrentChampion | None:
+    """The version holding `champion`, scored on the current test rows; None when there is none."""
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, CHAMPION).version
+    except MlflowException:
+        return None
+    try:
+        bundle = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().bundle
+    except Exception as e:  # MLflow raises several types for a missing or unreadable model
+        return CurrentChampion(str(version), None, f"it could not be loaded ({str(e).splitlines()[0][:200]})")
+    if list(bundle.feature_columns) != list(split.feature_columns) or \
+            [str(c) for c in bundle.classes] != [str(c) for c in split.classes]:
+        return CurrentChampion(str(version), None, "its feature columns or classes differ from the current data")
+    return CurrentChampion(str(version), evaluate(bundle.model, split, bundle.policy, fgsm_epsilon=0.0))
+
+
+def register(name: str, model_uri: str, tags: dict[str, str], description: str,
+             decision: PromotionDecision) -> Registration:
+    """Register the version with its tags and description, then move the aliases the decision allows.
+
+    A failure before the aliases move deletes the half-made version, so the registry never shows a
+    version without its tags and description, and no alias ever points at one."""
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="mpops: mixed-precision models gated against fp32")
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    try:
+        client.update_model_version(name, version.version, description=description)
+        client.set_model_version_tag(name, version.version, "registry.champion_decision", decision.reason[:5000])
+    except BaseException:
+        client.delete_model_version(name, version.version)
+        raise
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    aliases = [CHALLENGER]
+    if decision.move_champion:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        aliases.append(CHAMPION)
+    return Registration(name, str(version.version), tuple(aliases), decision.reason)
