@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,26 +42,26 @@ class EvalResult:
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, x: np.ndarray, policy: PrecisionPolicy, batch: int = 1024) -> np.ndarray:
+def _forward(model: torch.nn.Module, x: np.ndarray, policy: PrecisionPolicy, batch: int,
+             head: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """`head` of the float32 logits of each batch of rows, on the CPU."""
     model.eval()
     device, out = model_device(model), []
     for i in range(0, len(x), batch):
         xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32)).to(device)
         with policy.forward_context():
-            logits = policy.convert_output(model(policy.convert_input(xb)))
-        out.append(torch.softmax(logits, dim=1).cpu())
+            out.append(head(policy.convert_output(model(policy.convert_input(xb)))).cpu())
+    return out
+
+
+def predict_proba(model: torch.nn.Module, x: np.ndarray, policy: PrecisionPolicy, batch: int = 1024) -> np.ndarray:
+    out = _forward(model, x, policy, batch, lambda logits: torch.softmax(logits, dim=1))
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
-@torch.no_grad()
 def predict_indices(model: torch.nn.Module, x: np.ndarray, policy: PrecisionPolicy, batch: int = 1024) -> np.ndarray:
     """Class indices: the argmax of the logits (the serving path needs no softmax)."""
-    model.eval()
-    device, out = model_device(model), []
-    for i in range(0, len(x), batch):
-        xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32)).to(device)
-        with policy.forward_context():
-            out.append(model(policy.convert_input(xb)).argmax(dim=1).cpu())
+    out = _forward(model, x, policy, batch, lambda logits: logits.argmax(dim=1))
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
