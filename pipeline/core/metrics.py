@@ -31,15 +31,25 @@ def bootstrap_delta_ci(y: np.ndarray, base_pred: np.ndarray, cand_pred: np.ndarr
     Pairing is what makes it fair both ways: rows both models get equally right or wrong add no
     width, so a harmless candidate (few flips) gets a tight interval even on a small test set.
     """
-    n = len(y)
+    base_ok, cand_ok = base_pred == y, cand_pred == y
+    return bootstrap_delta_ci_counts(int(np.sum(base_ok & ~cand_ok)), int(np.sum(~base_ok & cand_ok)), len(y),
+                                     n_boot, level, seed)
+
+
+def bootstrap_delta_ci_counts(lost: int, gained: int, n: int, n_boot: int = 2000, level: float = 0.95,
+                              seed: int = 0) -> tuple[float, float]:
+    """The same paired bootstrap from the counts alone: `lost` rows only the baseline gets right,
+    `gained` rows only the candidate gets right, of `n`.
+
+    Each row's difference is -1, 0 or +1, so a resample's mean is fixed by how many of each it
+    draws: drawing those counts (a multinomial) is the row bootstrap itself, at O(n_boot) instead
+    of O(n_boot * n), which lets bench/gate_power.py run the gate thousands of times.
+    """
     if n == 0:
         return float("nan"), float("nan")
-    diff = (cand_pred == y).astype(np.int8) - (base_pred == y).astype(np.int8)  # per row: -1, 0 or +1
-    rng = np.random.default_rng(seed)
-    deltas = np.empty(n_boot)
-    for start in range(0, n_boot, 256):  # chunks of resamples: (chunk, n) index matrices stay small
-        idx = rng.integers(0, n, size=(min(256, n_boot - start), n))
-        deltas[start:start + len(idx)] = diff[idx].mean(axis=1)
+    counts = np.random.default_rng(seed).multinomial(n, [lost / n, gained / n, max(0.0, 1 - (lost + gained) / n)],
+                                                     size=n_boot)
+    deltas = (counts[:, 1] - counts[:, 0]) / n
     alpha = (1 - level) / 2
     return float(np.quantile(deltas, alpha)), float(np.quantile(deltas, 1 - alpha))
 
@@ -66,13 +76,18 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = 15)
     return float(ece)
 
 
+def brier_rows(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per row: the squared distance of the probabilities to the one-hot label."""
+    onehot = np.zeros_like(probs, dtype=np.float64)
+    onehot[np.arange(len(y)), y] = 1.0
+    return np.sum((probs.astype(np.float64) - onehot) ** 2, axis=1)
+
+
 def brier_score(y: np.ndarray, probs: np.ndarray) -> float:
     """Multi-class Brier score: mean over rows of the squared distance to the one-hot label."""
     if len(y) == 0:
         return float("nan")
-    onehot = np.zeros_like(probs, dtype=np.float64)
-    onehot[np.arange(len(y)), y] = 1.0
-    return float(np.mean(np.sum((probs.astype(np.float64) - onehot) ** 2, axis=1)))
+    return float(np.mean(brier_rows(y, probs)))
 
 
 def reliability_curve(y: np.ndarray, probs: np.ndarray, bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
