@@ -98,6 +98,11 @@ class GateConfig:
     ci_level: float = 0.95
     bootstrap_samples: int = 2000
     mcnemar_alpha: float = 0.05  # fails a candidate significantly worse than fp32 on the discordant pairs
+    # The report states the smallest drop each check catches this often (pipeline/core/power.py); a test
+    # set whose McNemar test misses a drop of the accuracy tolerance more often warns, or fails with
+    # require_power, naming the test size needed.
+    power: float = 0.8
+    require_power: bool = False
     min_agreement: float = 0.95  # share of test rows where candidate and fp32 predict the same class
     max_prob_diff: float = 1.0  # largest |p_candidate - p_fp32| over rows and classes; 1.0: reported only
     max_class_recall_drop: float = 0.1  # per class, fp32 recall minus candidate recall

@@ -16,6 +16,7 @@ from pipeline.core.config import SELECTIONS, GateConfig
 from pipeline.core.evaluate import EvalResult, Latency
 from pipeline.core.gate_checks import Check, Comparison, GateCheck, compare, make_check, prediction_checks
 from pipeline.core.modes import BASELINE
+from pipeline.core.power import PowerReport, power_check, power_report
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,16 @@ class GateVerdict:
     comparison: Comparison | None = None  # None for the baseline itself
     latency_ratio: float = float("nan")
     latency: Latency | None = None
+    power: PowerReport | None = None  # what the checks could have missed at this test size; None for the baseline
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Checks that passed but have something to say (a test set too small to see a tolerance-size drop)."""
+        return tuple(c.describe() for c in self.checks if c.passed and c.note)
 
     @property
     def reason(self) -> str:
@@ -81,9 +88,11 @@ class GateReport:
     def to_json(self) -> str:
         body = asdict(self)
         for v, raw in zip(self.verdicts, body["verdicts"]):
-            raw["passed"], raw["reason"] = v.passed, v.reason
+            raw["passed"], raw["reason"], raw["warnings"] = v.passed, v.reason, list(v.warnings)
+            raw["power_summary"] = v.power.sentence if v.power else None
             for c, rc in zip(v.checks, raw["checks"]):
-                rc.update(name=c.name, group=c.group, op=c.op)
+                figure = v.power.figure(c.key) if v.power else None
+                rc.update(name=c.name, group=c.group, op=c.op, detectable=figure.drop if figure else None)
         return json.dumps(body, indent=2, default=_jsonable)
 
 
@@ -118,15 +127,16 @@ def _health_checks(c: CandidateMetrics, cfg: GateConfig) -> list[GateCheck]:
 
 def _verdict(c: CandidateMetrics, base: CandidateMetrics, y: np.ndarray, cfg: GateConfig,
              classes: tuple[str, ...]) -> GateVerdict:
-    checks, cmp, latency = _health_checks(c, cfg), None, float("nan")
+    checks, cmp, latency, power = _health_checks(c, cfg), None, float("nan"), None
     if c.precision != base.precision:
         cmp = compare(base.eval, c.eval, y, cfg)
         cost = _cost_checks(c, base, cfg)
-        checks += prediction_checks(base.eval, c.eval, cmp, cfg, classes) + cost
+        power = power_report(base.eval, c.eval, cmp, y, cfg, classes)
+        checks += prediction_checks(base.eval, c.eval, cmp, cfg, classes) + [power_check(power, cfg)] + cost
         latency = cost[-1].value
     return GateVerdict(c.precision, c.accuracy, c.accuracy - base.accuracy, _ratio(c.samples_per_s, base.samples_per_s),
                        _ratio(c.peak_memory_bytes, base.peak_memory_bytes), tuple(checks), cmp, latency,
-                       c.eval.latency)
+                       c.eval.latency, power)
 
 
 def _select(passing: list[GateVerdict], cfg: GateConfig) -> GateVerdict | None:

@@ -31,6 +31,7 @@ class Check(StrEnum):
     MACRO_RECALL_RELATIVE_LOSS = "macro_recall_relative_loss"
     MACRO_RECALL_GAIN = "macro_recall_gain"
     MCNEMAR = "mcnemar"
+    ACCURACY_POWER = "accuracy_power"  # the smallest drop McNemar detects at gate.power (pipeline.core.power)
     CLASS_RECALL_DROP = "class_recall_drop"
     AGREEMENT = "agreement"
     PROB_DIFF = "prob_diff"
@@ -68,6 +69,7 @@ SPECS: dict[Check, CheckSpec] = dict(zip(Check, [
     *_quality("macro precision", "precision_tolerance"),
     *_quality("macro recall", "recall_tolerance"),
     CheckSpec("McNemar exact p (worse only)", "significance", ">=", "mcnemar_alpha"),
+    CheckSpec("detectable accuracy drop", "significance", "<=", "accuracy_tolerance"),
     CheckSpec("largest per-class recall drop", "per-class", "<=", "max_class_recall_drop"),
     CheckSpec("agreement with fp32", "agreement", ">=", "min_agreement"),
     CheckSpec("largest probability difference", "agreement", "<=", "max_prob_diff"),

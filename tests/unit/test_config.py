@@ -73,6 +73,8 @@ def test_fp32_baseline_is_required():
     (["gate.min_agreement=1.5"], "gate.min_agreement must be between 0 and 1"),
     (["gate.ci_level=0.2"], "gate.ci_level"),
     (["gate.bootstrap_samples=10"], "gate.bootstrap_samples"),
+    (["gate.power=1.0"], "gate.power must be between 0 and 1"),
+    (["gate.require_power=true", "gate.mcnemar_alpha=0"], "gate.require_power needs gate.mcnemar_alpha above 0"),
     (["sweep.batch_sizes=64,x"], "sweep.batch_sizes must be int"),
     (["sweep.noise_seeds=1"], "sweep.noise_seeds must be 2 or more"),
     (["sweep.precisions=fp32,int8"], "sweep.precisions: choose from"),

@@ -208,7 +208,7 @@ def test_report_json_and_markdown_carry_every_check():
                                                                               c.name.endswith("_GAIN")}
     assert all(c["name"] == SPECS[Check(c["key"])].label for c in bf16["checks"])
     md = gate_markdown(r)
-    assert "**Selected: bf16**" in md and "| agreement | agreement with fp32 | 1 | >= 0.95 | pass |" in md
+    assert "**Selected: bf16**" in md and "| agreement | agreement with fp32 | 1 | >= 0.95 |  | pass |" in md
 
 
 def test_metric_helpers_on_known_values():
