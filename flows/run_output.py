@@ -9,7 +9,8 @@ from rich.console import Console
 from flows.training import RunOutcome
 from pipeline.core.config import Config
 from pipeline.core.errors import MpopsError
-from pipeline.render.terminal import ci_summary, drift_figures, drifted_table, summary_table, what_it_bought
+from pipeline.render.terminal import (ci_summary, drift_figures, drifted_table, summary_table, what_it_bought,
+                                     what_it_could_miss)
 from pipeline.tracking.runs import run_url
 
 
@@ -47,6 +48,9 @@ def print_run(out: Console, outcome: RunOutcome, cfg: Config, root: Path, uri: s
         say(f"Dropped by the precision probe before full training: {'; '.join(dropped)}")
     say(f"What reduced precision bought on this machine: {what_it_bought(outcome.gate) or 'n/a'}")
     say(f"Gate: {outcome.gate.reason}")
+    missed = what_it_could_miss(outcome.gate)
+    if missed:
+        say(f"What the gate could have missed: {missed}")
     reg = outcome.registration
     say(f"Registered {reg.model_name} version {reg.version} with alias(es) {', '.join(reg.aliases)} "
         f"({reg.champion_reason}).")

@@ -8,6 +8,7 @@ import numpy as np
 
 from pipeline.core.evaluate import EvalResult
 from pipeline.core.gate import GateReport, GateVerdict
+from pipeline.core.gate_checks import SPECS
 from pipeline.core.provenance import Provenance
 from pipeline.core.sweep import NoiseRow, SweepPoint
 
@@ -19,11 +20,39 @@ def _fmt(x: float) -> str:
 
 
 def verdict_table(v: GateVerdict) -> str:
-    rows = ["| group | check | value | threshold | verdict |", "|---|---|---:|---:|---|"]
+    """Every check with its value, threshold, verdict and, where it has one, the smallest drop it detects."""
+    detects = f"detects ({v.power.power:.0%} of the time)" if v.power else "detects"
+    rows = [f"| group | check | value | threshold | {detects} | verdict |", "|---|---|---:|---:|---:|---|"]
     for c in v.checks:
-        verdict = "pass" if c.passed else f"**FAIL**{': ' + c.note if c.note else ''}"
-        rows.append(f"| {c.group} | {c.name} | {_fmt(c.value)} | {c.op} {_fmt(c.threshold)} | {verdict} |")
+        figure = v.power.figure(c.key) if v.power else None
+        if not c.passed:
+            verdict = f"**FAIL**{': ' + c.note if c.note else ''}"
+        else:
+            verdict = f"pass; **warning**: {c.note}" if c.note else "pass"
+        rows.append(f"| {c.group} | {c.name} | {_fmt(c.value)} | {c.op} {_fmt(c.threshold)} | "
+                    f"{'>= ' + _fmt(figure.drop) if figure else ''} | {verdict} |")
     return "\n".join(rows)
+
+
+# Why some checks carry no detectable effect (pipeline/core/power.py says more).
+NO_FIGURE = ("No figure for the accuracy interval bound (a non-inferiority bound: it fails whatever it cannot "
+             "clear, so on a small test set it also fails candidates as good as fp32), macro-F1 and macro "
+             "precision (they depend on which class lost rows go to, not on how many), ECE (binned absolute gaps, "
+             "not a mean over rows) and FGSM. Point-estimate checks catch a change of exactly their tolerance about "
+             "half the time at any size: their figure is shown, not held against the tolerance.")
+
+
+def power_markdown(v: GateVerdict) -> str:
+    """What the gate could have missed for one candidate: the figures and the test size to aim for."""
+    p = v.power
+    acc = p.accuracy
+    rows = ["| check | detects a drop of | tolerance | rows | how |", "|---|---:|---:|---:|---|"]
+    rows += [f"| {SPECS[f.key].label} | >= {_fmt(f.drop)} | {_fmt(f.tolerance)} | {f.rows} | {f.basis} |"
+             for f in p.figures]
+    tolerance = f"{acc.tolerance * 100:.3g}-point tolerance"
+    verdict = f"**Too small to trust**: that is more than the {tolerance}." if p.short else f"That is within the {tolerance}."
+    return "\n".join([f"What this test set could have missed: {p.sentence} ({acc.basis}). {verdict} "
+                      f"Recommended test size: {p.advice}.", "", *rows, "", NO_FIGURE])
 
 
 def _flips(v: GateVerdict, classes: tuple[str, ...]) -> str:
@@ -65,6 +94,8 @@ def gate_markdown(report: GateReport) -> str:
         body += ["", f"## {v.precision}: {'passed' if v.passed else 'failed'}", "", verdict_table(v)]
         if v.comparison:
             body += ["", _flips(v, report.classes)]
+        if v.power:
+            body += ["", power_markdown(v)]
     return "\n".join(head + body) + "\n"
 
 
@@ -98,6 +129,7 @@ def model_card(f: CardFacts, report: GateReport) -> str:
         "## Gate against fp32", "",
         f"Selected by policy `{report.selection}`: {report.reason}", "",
         verdict_table(v), "",
+        *([f"What the gate could have missed: {v.power.sentence}.", ""] if v.power else []),
         "## Intended use", "",
         "- Scoring rows with the same feature columns and value ranges as the training data, through "
         "`mlflow.pyfunc.load_model(...).predict(frame)` or `mpops predict`.",
@@ -116,10 +148,13 @@ def model_card(f: CardFacts, report: GateReport) -> str:
 def version_description(precision: str, ev: EvalResult, report: GateReport, parent_run_id: str, run_url: str,
                         prov: Provenance) -> str:
     """The registered version's description: the gate's verdict table and a link to the pipeline run."""
+    v = report.verdict(precision)
+    power = f"\n\nPower: {v.power.sentence}." if v.power else ""
+    warnings = "".join(f"\n\n**Warning**: {w}" for w in v.warnings)
     return (f"{precision} model selected by the mpops gate; parent run [{parent_run_id}]({run_url}).\n\n"
-            f"Gate ({report.selection}): {report.reason}\n\nTest accuracy {ev.accuracy:.4f}, macro-F1 "
-            f"{ev.macro_f1:.4f}, ECE {ev.ece:.4f}; data md5 {prov.dvc_md5 or prov.data_md5}; git "
-            f"{prov.git_commit[:12]}.\n\n{verdict_table(report.verdict(precision))}\n\n"
+            f"Gate ({report.selection}): {report.reason}{power}{warnings}\n\nTest accuracy {ev.accuracy:.4f}, "
+            f"macro-F1 {ev.macro_f1:.4f}, ECE {ev.ece:.4f}; data md5 {prov.dvc_md5 or prov.data_md5}; git "
+            f"{prov.git_commit[:12]}.\n\n{verdict_table(v)}\n\n"
             f"Full report: gate/report.md and model_card.md in the model's run.")
 
 

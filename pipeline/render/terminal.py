@@ -5,7 +5,7 @@ from rich.table import Table
 
 from pipeline.core.drift import DriftReport
 from pipeline.core.evaluate import EvalResult
-from pipeline.core.gate import GateReport
+from pipeline.core.gate import GateReport, GateVerdict
 from pipeline.core.probe import ProbeResult
 from pipeline.core.train import TrainResult
 
@@ -42,6 +42,17 @@ def what_it_bought(report: GateReport) -> str:
     return "; ".join(lines)
 
 
+def _power_text(v: GateVerdict) -> str:
+    """The smallest accuracy drop the verdict's gate catches at the configured power, and what it lacks."""
+    p = v.power
+    short = f", short of the {p.accuracy.tolerance * 100:.3g}-point tolerance: {p.advice}" if p.short else ""
+    return f"{p.sentence}{short}"
+
+
+def what_it_could_miss(report: GateReport) -> str:
+    return "; ".join(f"{v.precision}: {_power_text(v)}" for v in report.verdicts if v.power)
+
+
 def ci_summary(results: tuple[TrainResult, ...], report: GateReport, probes: tuple[ProbeResult, ...],
                model_name: str, version: str, aliases: tuple[str, ...], champion_reason: str) -> str:
     """One paragraph for a CI log: what was trained, what the gate chose and why, what was registered."""
@@ -51,7 +62,8 @@ def ci_summary(results: tuple[TrainResult, ...], report: GateReport, probes: tup
             + (f"; the probe dropped {'; '.join(dropped)}" if dropped else "")
             + f". The gate selected {report.selected} ({selected.speedup:.2f}x fp32 training throughput, accuracy "
             f"{selected.accuracy:.4f}, {selected.accuracy_delta:+.4f} vs fp32, {selected.memory_ratio:.2f}x peak "
-            f"memory). Registered {model_name} version {version} as {', '.join(aliases)}; {champion_reason}.")
+            f"memory){'; ' + _power_text(selected) if selected.power else ''}. Registered {model_name} version {version} as {', '.join(aliases)}; "
+            f"{champion_reason}.")
 
 
 def drifted_table(report: DriftReport, limit: int = 20) -> Table:

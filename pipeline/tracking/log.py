@@ -1,6 +1,7 @@
 """What each stage leaves in MLflow, under dotted names (`train.samples_per_s`, `gate.bf16.agreement`)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 from pipeline.core.evaluate import EvalResult
@@ -56,6 +57,8 @@ def log_gate(parent_id: str, report: GateReport, markdown: str) -> None:
                             f"gate.{v.precision}.max_prob_diff": c.max_prob_diff,
                             f"gate.{v.precision}.speedup": v.speedup,
                             f"gate.{v.precision}.latency_ratio": v.latency_ratio})
+        if v.power and math.isfinite(v.power.accuracy.drop):
+            metrics[f"gate.{v.precision}.detectable_accuracy_drop"] = v.power.accuracy.drop
     log_values(parent_id, metrics=metrics, tags={
         "gate.selected": report.selected or "none", "gate.selection": report.selection,
         "gate.reason": report.reason[:5000],

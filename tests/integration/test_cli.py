@@ -119,6 +119,9 @@ def test_run_writes_the_gate_report_and_a_ci_summary(first_run, project):
     [summary] = [line for line in first_run.stdout.splitlines() if line.startswith("Summary: ")]
     assert f"The gate selected {report['gate']['selected']} (" in summary
     assert "Registered digits-classifier version 1 as challenger, champion" in summary
+    bf16 = next(v for v in report["gate"]["verdicts"] if v["precision"] == "bf16")
+    assert bf16["power_summary"].startswith("with 360 test rows this gate detects an accuracy drop of >= ")
+    assert f"What the gate could have missed: bf16: {bf16['power_summary']}" in first_run.stdout
 
 
 def test_run_registers_a_complete_version(first_run, env, project):

@@ -49,7 +49,7 @@ def _version_carries_model_card_gate_report_and_description():
 
     client = MlflowClient()
     version = client.get_model_version("digits-classifier", "1")
-    assert "| group | check | value | threshold | verdict |" in version.description
+    assert "| group | check | value | threshold | detects" in version.description
     assert "/runs/" in version.description
     files = {f.path for f in client.list_artifacts(version.run_id)} | \
         {f.path for f in client.list_artifacts(version.run_id, "gate")}
