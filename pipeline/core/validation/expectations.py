@@ -111,12 +111,12 @@ class ExpectClassImbalanceToBeWithin(_MpopsExpectation):
         counts = metrics["mpops.class_counts"]
         if len(counts) < 2:
             return _result(False, None, "class imbalance: not evaluated, fewer than 2 classes")
-        major_minor = max(counts.items(), key=lambda kv: kv[1]), min(counts.items(), key=lambda kv: kv[1])
-        (major, n_major), (minor, n_minor) = major_minor
+        (major, n_major), (minor, n_minor) = max(counts.items(), key=lambda kv: kv[1]), \
+            min(counts.items(), key=lambda kv: kv[1])
         ratio, share = n_major / n_minor, n_minor / sum(counts.values())
         message = (f"class imbalance: majority/minority ratio {ratio:.1f} (class {self._name(major)}: {n_major} "
-                   f"rows, class {self._name(minor)}: {n_minor} rows), threshold {self.max_ratio:g}; smallest class share {_pct(share)}, "
-                   f"threshold {_pct(self.min_share)}")
+                   f"rows, class {self._name(minor)}: {n_minor} rows), threshold {self.max_ratio:g}; smallest class "
+                   f"share {_pct(share)}, threshold {_pct(self.min_share)}")
         near = ratio > self.warn_fraction * self.max_ratio or share < self.min_share / self.warn_fraction
         passed = ratio <= self.max_ratio and share >= self.min_share
         return _result(passed, round(ratio, 4), message, warning=message if passed and near else None,
