@@ -5,6 +5,8 @@ into the model's run before the version exists; the registry then creates it all
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -50,16 +52,22 @@ def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, rep
     return model_uri
 
 
-@task(name="decide-promotion", cache_policy=NO_CACHE)
-def decide(cfg: Config, sp: Split, chosen: Trained) -> PromotionDecision:
+def champion_decision(cfg: Config, sp: Split, chosen: Trained) -> PromotionDecision:
     champion = registry.current_champion(cfg.registry.model_name, sp)
     return decide_promotion(chosen.eval, champion, sp.y_test, cfg.gate, tuple(map(str, sp.classes)))
 
 
+@task(name="decide-promotion", cache_policy=NO_CACHE)
+def decide(cfg: Config, sp: Split, chosen: Trained) -> PromotionDecision:
+    return champion_decision(cfg, sp, chosen)
+
+
 @task(name="register-model", cache_policy=NO_CACHE)
-def register(cfg: Config, model_uri: str, tags: dict[str, str], description: str,
+def register(cfg: Config, sp: Split, chosen: Trained, model_uri: str, tags: dict[str, str], description: str,
              decision: PromotionDecision) -> registry.Registration:
-    return registry.register(cfg.registry.model_name, model_uri, tags, description, decision)
+    """The registry decides again, with the same policy, if another run moved the champion since `decide`."""
+    return registry.register(cfg.registry.model_name, model_uri, tags, description, decision,
+                             redecide=partial(champion_decision, cfg, sp, chosen))
 
 
 def register_selected(cfg: Config, sp: Split, chosen: Trained, trained: list[Trained], report: GateReport,
@@ -70,4 +78,4 @@ def register_selected(cfg: Config, sp: Split, chosen: Trained, trained: list[Tra
     tags = registry.version_tags(chosen.result, chosen.eval, report, prov, validation.passed, parent_id)
     description = markdown.version_description(chosen.result.precision, chosen.eval, report, parent_id,
                                                runs.run_url(parent_id), prov)
-    return register(cfg, model_uri, tags, description, decision)
+    return register(cfg, sp, chosen, model_uri, tags, description, decision)

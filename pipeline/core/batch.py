@@ -35,9 +35,11 @@ def load_batch(path: str, feature_columns: tuple[str, ...], label_column: str) -
     bad = [c for c in feature_columns if not pd.api.types.is_numeric_dtype(feats[c])
            or pd.api.types.is_bool_dtype(feats[c])]
     if bad:
-        example = feats[bad[0]].iloc[int(pd.to_numeric(feats[bad[0]], errors="coerce").isna().to_numpy().argmax())]
+        # Counted, never quoted: a text cell may be PII (pipeline.core.validation.redact).
+        cells = int((pd.to_numeric(feats[bad[0]], errors="coerce").isna() & feats[bad[0]].notna()).sum())
         raise DataValidationError(f"monitor: batch {path} has non-numeric values in {names_list(bad, 5)} "
-                                  f"(e.g. {bad[0]}={example!r}); feature columns must be numbers")
+                                  f"({cells} text cell(s) in {bad[0]}, values not shown); "
+                                  "feature columns must be numbers")
     x = feats.to_numpy(dtype=np.float64)
     finite = np.isfinite(x)
     if not finite.all():

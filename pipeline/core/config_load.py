@@ -131,7 +131,10 @@ def _precision_rules(cfg: Config) -> list[tuple[bool, str]]:
     unknown = [p for p in cfg.precisions if p not in MODES]
     defaults = TrainConfig()
     scaler_set = [k for k in ("init_scale", "growth_interval") if getattr(cfg.train, k) != getattr(defaults, k)]
+    uneven = [p for p in cfg.precisions if p in MODES and cfg.train.batch_size % MODES[p].row_multiple]
     return [
+        (not uneven, f"train.batch_size {cfg.train.batch_size} is no multiple of {MODES[uneven[0]].row_multiple}, "
+                     f"which {uneven[0]} needs for every batch" if uneven else ""),
         (bool(cfg.precisions), f"precisions is empty; give at least {BASELINE}"),
         (not unknown, f"unknown precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}" if unknown else ""),
         (BASELINE in cfg.precisions,

@@ -72,10 +72,18 @@ def available_precisions(device: torch.device) -> tuple[str, ...]:
     return tuple(out)
 
 
-def serving_precision(name: str, device: torch.device) -> str:
-    """The trained mode where this device runs it, else the nearest one it does (fp8 -> bf16, tf32 -> fp32)."""
+def serving_precision(name: str, device: torch.device, allow_fallback: bool = False) -> str:
+    """The trained mode, where this device runs it; its nearest mode (fp8 -> bf16, tf32 -> fp32) only when
+    the caller allows it. A model is never served in another precision than the one it was registered with
+    unless someone asked for that: a refusal is a ConfigError naming the fallback."""
     try:
         check_runnable(name, device)
         return name
-    except ConfigError:
-        return MODES[name].serving_fallback or "fp32" if name in MODES else "fp32"
+    except ConfigError as e:
+        reason = str(e).removeprefix("config: ")
+        fallback = MODES[name].serving_fallback if name in MODES else None
+        if allow_fallback and fallback:
+            return fallback
+        raise ConfigError(f"serving: the model was trained in {name}, which this device cannot run ({reason}); "
+                          + (f"its fallback {fallback} must be allowed explicitly" if fallback else
+                             "there is no fallback to serve it in")) from None

@@ -70,15 +70,19 @@ def fgsm_inputs(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, policy: Pr
     """One FGSM step of size epsilon * each feature's training std, with the gradient taken in the
     model's own precision: the attack a reduced-precision model would face in deployment."""
     model.eval()
-    device = model_device(model)
-    xb = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device).requires_grad_(True)
+    device, rows = model_device(model), len(x)
+    # Zero rows up to the mode's row multiple (fp8's weight gradient reduces over rows); they add nothing to the loss.
+    padded = np.zeros((rows + (-rows) % policy.mode.row_multiple, x.shape[1]), dtype=np.float32)
+    padded[:rows] = x
+    xb = torch.from_numpy(padded).to(device).requires_grad_(True)
     with policy.forward_context():
-        logits = policy.convert_output(model(policy.convert_input(xb)))
+        logits = policy.convert_output(model(policy.convert_input(xb)))[:rows]
     # sum, not mean: per-row gradients stay large enough that fp16 does not flush them to zero
     loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y).to(device), reduction="sum")
-    (grad,) = torch.autograd.grad(loss, xb)
+    with policy.numerics():
+        (grad,) = torch.autograd.grad(loss, xb)
     step = torch.from_numpy(epsilon * feature_std.astype(np.float32)).to(device)
-    return (xb + step * grad.sign()).detach().cpu().numpy()
+    return (xb + step * grad.sign())[:rows].detach().cpu().numpy()
 
 
 def _timed_calls(model: torch.nn.Module, xb: torch.Tensor, policy: PrecisionPolicy, repeats: int) -> np.ndarray:

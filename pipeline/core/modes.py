@@ -24,6 +24,9 @@ class Mode:
     cuda_only: bool = False
     min_capability: tuple[int, int] | None = None  # CUDA compute capability it needs
     serving_fallback: str | None = None  # the nearest mode to serve in where this one cannot run
+    # Rows of every batch that takes a gradient must be a multiple of this (per rank): fp8's weight gradient
+    # is a matmul over the batch, and fp8 matmuls need every dimension they reduce over divisible by 16.
+    row_multiple: int = 1
 
     @property
     def tags(self) -> dict[str, str]:
@@ -39,7 +42,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("bf16", autocast="bfloat16"),
     Mode("fp16", autocast="float16", loss_scaling=True),
     Mode("bf16-true", params="bfloat16"),
-    Mode("fp8", autocast="bfloat16", cuda_only=True, min_capability=(8, 9), serving_fallback="bf16"),
+    Mode("fp8", autocast="bfloat16", cuda_only=True, min_capability=(8, 9), serving_fallback="bf16",
+         row_multiple=16),
 )}
 PRECISIONS: tuple[str, ...] = tuple(MODES)
 BASELINE = "fp32"  # every candidate is gated against it

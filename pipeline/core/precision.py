@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline.core.errors import ConfigError
 from pipeline.core.modes import MODES, Mode
 
 
@@ -35,10 +36,16 @@ class PrecisionPolicy:
     def loss_scaling(self) -> bool:
         return self.mode.loss_scaling
 
+    def numerics(self) -> contextlib.AbstractContextManager:
+        """TF32 for matmuls and cuDNN convolutions exactly when tf32 was asked for: fp32 means IEEE fp32, although
+        PyTorch leaves cuDNN's TF32 on by default. Scoped, not set once: the flags are process-wide, and a tf32
+        training must not leak into a later fp32 evaluation. The forward context, the backward pass of
+        optimizer_step and any other gradient the caller takes (FGSM) run inside it."""
+        return _tf32(self.name == "tf32")
+
     def forward_context(self) -> contextlib.AbstractContextManager:
         stack = contextlib.ExitStack()
-        if self.name == "tf32":
-            stack.enter_context(_float32_matmul_precision("high"))
+        stack.enter_context(self.numerics())
         stack.enter_context(torch.autocast(self.device_type, dtype=self.autocast_dtype or torch.float32,
                                            enabled=self.autocast_dtype is not None))
         return stack
@@ -46,9 +53,12 @@ class PrecisionPolicy:
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         module = module.to(dtype=self.param_dtype)
         if self.name == "fp8":
+            if not fp8_layers(module):
+                raise ConfigError("config: fp8 found no Linear layer whose in and out features are multiples of "
+                                  f"{FP8_MULTIPLE}, so nothing would run in fp8; raise train.hidden_size or use bf16")
             from torchao.float8 import convert_to_float8_training
 
-            convert_to_float8_training(module)
+            convert_to_float8_training(module, module_filter_fn=fp8_eligible)
         return module
 
     def convert_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +71,8 @@ class PrecisionPolicy:
     def optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> StepOutcome:
         """Backward, unscale, measure the gradient norm, step; the scaler decides whether the step happens."""
         scaler = self.scaler
-        scaler.scale(loss).backward()
+        with self.numerics():
+            scaler.scale(loss).backward()
         scaler.unscale_(optimizer)  # true gradients: the norm is comparable across precisions
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads) if grads else loss.new_zeros(())
@@ -81,13 +92,31 @@ class PrecisionPolicy:
 
 
 @contextlib.contextmanager
-def _float32_matmul_precision(level: str):
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(level)
+def _tf32(enabled: bool):
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(before)
+        matmul.allow_tf32, cudnn.allow_tf32 = before
+
+
+FP8_MULTIPLE = 16
+
+
+def fp8_eligible(module: torch.nn.Module, fqn: str = "") -> bool:
+    """torchao's module_filter_fn, as its own examples write it: fp8 matmuls need both dimensions of the weight
+    divisible by 16, so the 10-class head stays in bf16. Attention's out_proj is skipped too: attention reads its
+    weight directly and never calls it, so a float8 version would change nothing."""
+    return (isinstance(module, torch.nn.Linear)
+            and not isinstance(module, torch.nn.modules.linear.NonDynamicallyQuantizableLinear)
+            and module.in_features % FP8_MULTIPLE == 0 and module.out_features % FP8_MULTIPLE == 0)
+
+
+def fp8_layers(model: torch.nn.Module) -> list[str]:
+    """The names of the layers fp8 training converts (computed without torchao)."""
+    return [name for name, m in model.named_modules() if fp8_eligible(m, name)]
 
 
 def make_policy(name: str, device: torch.device | str = "cpu", init_scale: float = 2.0**16,

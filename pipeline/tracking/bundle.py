@@ -7,6 +7,7 @@ pyfunc model and the fp32 twin of the monitoring reference are both bundles.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,21 @@ from pipeline.core.models import ModelSpec, build_model
 from pipeline.core.precision import PrecisionPolicy, make_policy
 
 WEIGHTS, META = "weights.pt", "meta.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Bundle:
     model: torch.nn.Module  # in eval mode, on this machine's device, converted for `policy`
-    policy: PrecisionPolicy  # the trained precision, or its serving fallback where this device lacks it
+    policy: PrecisionPolicy  # the trained precision, or its serving fallback where allowed and this device lacks it
     trained_precision: str
     spec: ModelSpec
     feature_columns: tuple[str, ...]
     classes: tuple[Any, ...]
+
+    @property
+    def served_precision(self) -> str:
+        return self.policy.name
 
 
 def _plain(v: Any) -> Any:
@@ -45,10 +51,15 @@ def write_bundle(folder: Path, model: torch.nn.Module, precision: str, spec: Mod
     return folder
 
 
-def read_bundle(folder: Path, device: str = "auto") -> Bundle:
+def read_bundle(folder: Path, device: str = "auto", allow_fallback: bool = False) -> Bundle:
+    """The bundle on this machine's device, in its trained precision; in the mode's serving fallback only with
+    `allow_fallback`, and then with a warning (the caller reports `served_precision`)."""
     meta = json.loads((Path(folder) / META).read_text())
     where = resolve_device(device)
-    precision = serving_precision(meta["precision"], where)
+    precision = serving_precision(meta["precision"], where, allow_fallback)
+    if precision != meta["precision"]:
+        log.warning("serving a model trained in %s in %s: this device (%s) cannot run %s",
+                    meta["precision"], precision, where.type, meta["precision"])
     policy = make_policy(precision, where)
     model = build_model(ModelSpec(**meta["spec"]))
     model.load_state_dict(torch.load(Path(folder) / WEIGHTS, map_location="cpu", weights_only=True))

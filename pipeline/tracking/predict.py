@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow.pyfunc
+import pandas as pd
 
 from pipeline.core.data import load_dataset
 from pipeline.core.errors import ConfigError, DataValidationError
@@ -22,8 +23,10 @@ def predict_file(model_uri: str, input_path: str, output_path: str, label_column
         raise DataValidationError(f"predict: {input_path} lacks feature columns the model needs: {missing[:5]}")
     try:
         x = frame[features].astype("float64")  # the signature's type; MLflow's schema check refuses int columns
-    except (TypeError, ValueError) as e:
-        raise DataValidationError(f"predict: {input_path} has non-numeric feature values ({e})") from None
+    except (TypeError, ValueError):  # pandas quotes the cell in its message, and a text cell may be PII
+        text = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+        raise DataValidationError(f"predict: {input_path} has non-numeric feature values in {text[:5]} "
+                                  "(values not shown)") from None
     out = frame.copy()
     out["prediction"] = model.predict(x)
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,17 @@ from pipeline.core.evaluate import predict_indices
 from pipeline.tracking.bundle import read_bundle
 
 
+# mlflow.pyfunc.load_model(uri, model_config={FALLBACK: True}) accepts serving in the mode's fallback.
+FALLBACK = "precision_fallback"
+
+
 class PrecisionClassifier(mlflow.pyfunc.PythonModel):
-    """Predicts in the trained precision (or its serving fallback where this device lacks it)."""
+    """Predicts in the trained precision; where this device lacks it, loading fails unless the caller set
+    model_config={"precision_fallback": True}, and then `bundle.served_precision` says what it serves in."""
 
     def load_context(self, context) -> None:
-        self.bundle = read_bundle(Path(context.artifacts["bundle"]))
+        allow = bool((getattr(context, "model_config", None) or {}).get(FALLBACK, False))
+        self.bundle = read_bundle(Path(context.artifacts["bundle"]), allow_fallback=allow)
         self.features = list(self.bundle.feature_columns)
         self.classes = np.array(self.bundle.classes)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import mlflow
 import pandas as pd
@@ -23,7 +24,8 @@ from pipeline.core.promotion import CurrentChampion, PromotionDecision
 from pipeline.core.provenance import Provenance
 from pipeline.core.train import TrainResult
 from pipeline.tracking.bundle import write_bundle
-from pipeline.tracking.pyfunc import PrecisionClassifier
+from pipeline.tracking.champion_lock import champion_lock
+from pipeline.tracking.pyfunc import FALLBACK, PrecisionClassifier
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # pipeline/: travels with the model as its code
@@ -69,6 +71,7 @@ def log_model(run_id: str, result: TrainResult, split: Split) -> str:
                 name="model", python_model=PrecisionClassifier(), artifacts={"bundle": str(bundle)},
                 code_paths=[str(PACKAGE_DIR)], signature=infer_signature(example, pd.Series(preds)),
                 input_example=example,
+                model_config={FALLBACK: False},  # declared, so that load_model(model_config=...) may set it
                 # Explicit: inferring them costs ~10 s a model.
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
                                   f"pandas=={pd.__version__}", "numpy"],
@@ -82,37 +85,79 @@ def current_champion(name: str, split: Split) -> CurrentChampion | None:
         version = MlflowClient().get_model_version_by_alias(name, CHAMPION).version
     except MlflowException:
         return None
-    try:
-        bundle = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().bundle
+    try:  # scored in its fallback precision where this device lacks its own, and the reason says so
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}", model_config={FALLBACK: True})
+        bundle = model.unwrap_python_model().bundle
     except Exception as e:  # MLflow raises several types for a missing or unreadable model
         return CurrentChampion(str(version), None, f"it could not be loaded ({str(e).splitlines()[0][:200]})")
     if list(bundle.feature_columns) != list(split.feature_columns) or \
             [str(c) for c in bundle.classes] != [str(c) for c in split.classes]:
         return CurrentChampion(str(version), None, "its feature columns or classes differ from the current data")
-    return CurrentChampion(str(version), evaluate(bundle.model, split, bundle.policy, fgsm_epsilon=0.0))
+    scored_as = "" if bundle.served_precision == bundle.trained_precision else \
+        f"trained in {bundle.trained_precision}, scored in {bundle.served_precision} on this device"
+    return CurrentChampion(str(version), evaluate(bundle.model, split, bundle.policy, fgsm_epsilon=0.0),
+                           scored_as=scored_as)
 
 
-def register(name: str, model_uri: str, tags: dict[str, str], description: str,
-             decision: PromotionDecision) -> Registration:
-    """Register the version with its tags and description, then move the aliases the decision allows.
+def _champion_version(client: MlflowClient, name: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
 
-    A failure before the aliases move deletes the half-made version, so the registry never shows a
-    version without its tags and description, and no alias ever points at one."""
-    client = MlflowClient()
+
+def _still_valid(client: MlflowClient, name: str, decision: PromotionDecision,
+                 redecide: Callable[[], PromotionDecision] | None) -> PromotionDecision:
+    """The compare of the compare-and-set: a decision stands only while the champion it was made against holds
+    the alias; otherwise it is made again against the champion now. Without `redecide`, a stale decision to keep
+    the champion is carried out and a stale move is refused."""
+    for _ in range(3):
+        now = _champion_version(client, name)
+        if now == decision.against:
+            return decision
+        if redecide is None:
+            break
+        decision = redecide()
+    if not decision.move_champion:
+        return decision
+    return PromotionDecision(False, f"{decision.reason}; but v{now} took champion meanwhile, and it was not "
+                                    "compared: champion stays", now)
+
+
+def _ensure_model(client: MlflowClient, name: str) -> None:
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="mpops: mixed-precision models gated against fp32")
-    version = mlflow.register_model(model_uri, name, tags=tags)
-    try:
-        client.update_model_version(name, version.version, description=description)
-        client.set_model_version_tag(name, version.version, "registry.champion_decision", decision.reason[:5000])
-    except BaseException:
-        client.delete_model_version(name, version.version)
-        raise
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
-    aliases = [CHALLENGER]
-    if decision.move_champion:
-        client.set_registered_model_alias(name, CHAMPION, version.version)
-        aliases.append(CHAMPION)
+        try:
+            client.create_registered_model(name, description="mpops: mixed-precision models gated against fp32")
+        except MlflowException as e:  # a concurrent run created it first
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+
+def register(name: str, model_uri: str, tags: dict[str, str], description: str, decision: PromotionDecision,
+             redecide: Callable[[], PromotionDecision] | None = None) -> Registration:
+    """Register the version with its tags and description, then move the aliases the decision allows.
+
+    All of it under the champion lock (pipeline.tracking.champion_lock), where the decision is checked
+    against the champion now and, if that moved since, made again by `redecide`: runs that register
+    at once act as if they came one after another, in version order. A failure before the aliases
+    move deletes the half-made version, so the registry never shows a version without its tags and
+    description, and no alias ever points at one."""
+    client = MlflowClient()
+    _ensure_model(client, name)
+    with champion_lock(client, name):
+        decision = _still_valid(client, name, decision, redecide)
+        version = mlflow.register_model(model_uri, name, tags=tags)
+        try:
+            client.update_model_version(name, version.version, description=description)
+            client.set_model_version_tag(name, version.version, "registry.champion_decision", decision.reason[:5000])
+        except BaseException:
+            client.delete_model_version(name, version.version)
+            raise
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        aliases = [CHALLENGER]
+        if decision.move_champion:
+            client.set_registered_model_alias(name, CHAMPION, version.version)
+            aliases.append(CHAMPION)
     return Registration(name, str(version.version), tuple(aliases), decision.reason)

@@ -31,12 +31,23 @@ def tracked_run(experiment: str, run_name: str, artifact_location: str | None = 
 def start_run(experiment: str, run_name: str, artifact_location: str | None,
               parent_id: str | None = None, tags: dict[str, str] | None = None) -> str:
     client = MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=artifact_location)
+    exp_id = _experiment_id(client, experiment, artifact_location)
     all_tags = {"mlflow.runName": run_name, **(tags or {})}
     if parent_id:
         all_tags["mlflow.parentRunId"] = parent_id
     return client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
+
+
+def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except mlflow.exceptions.MlflowException as e:  # a run started at the same moment created it first
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def log_values(run_id: str, params: dict | None = None, metrics: dict | None = None,

@@ -79,6 +79,26 @@ def email_column(f, d):
     return _csv(f.assign(contact=[f"user{i}@example.org" for i in range(len(f))]), d)
 
 
+# Planted by pii_in_many_columns; none may appear in any output (Luhn-valid test card numbers).
+PLANTED_PII = ("alice.leak@example.org", "bob.leak@example.org", "carol.leak@example.org", "dave.leak@example.org",
+               "4111 1111 1111 1111", "5500-0000-0000-0004", "4012888888881881", "4556737586899855")
+
+
+def pii_in_many_columns(f, d):
+    """E-mail addresses and card numbers in the label, two features, the split column and an extra text column,
+    and a card number as an integer in a numeric feature: every place a cell value could be quoted from."""
+    f = f.astype({"label": object, "pixel_3": object, "pixel_12": object}).assign(
+        notes="", split=np.where(np.arange(len(f)) % 5 == 0, "test", "train"))
+    f.loc[[3, 50], "label"] = PLANTED_PII[0]
+    f.loc[[7, 70], "pixel_3"] = PLANTED_PII[4]
+    f.loc[[9], "pixel_12"] = PLANTED_PII[1]
+    f.loc[[1, 2], "notes"] = f"{PLANTED_PII[2]} {PLANTED_PII[5]}"
+    f.loc[[4], "notes"] = PLANTED_PII[6]
+    f.loc[[11], "split"] = PLANTED_PII[3]
+    f.loc[[13], "pixel_40"] = int(PLANTED_PII[7])
+    return _csv(f, d)
+
+
 def nan_features(f, d):
     f = f.copy().astype({"pixel_9": "float64"})
     f.loc[_rows(f, 0.02), "pixel_9"] = np.nan

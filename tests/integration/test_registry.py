@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -117,3 +118,68 @@ def test_the_model_bundle_round_trips_through_the_registry(tracking_store, train
     assert np.array_equal(labels, np.array(sp.classes)[ev.predictions])
     bundle = model.unwrap_python_model().bundle
     assert bundle.trained_precision == "fp32" and bundle.spec == result.spec
+
+
+def _decide(cfg, sp, ev):
+    return decide_promotion(ev, registry.current_champion(NAME, sp), sp.y_test, cfg.gate, tuple(map(str, sp.classes)))
+
+
+def test_a_stale_decision_is_made_again_against_the_champion_of_now(tracking_store, trained):
+    """Run A decides while there is no champion; run B takes champion before A registers. A's move is a
+    compare-and-set: the champion changed, so A is compared with B's model and, being worse, stays challenger."""
+    from functools import partial
+
+    cfg, sp, result, ev, report, prov = trained
+    bad = _degraded(result)
+    bad_ev = evaluate(bad.model, sp, bad.policy)
+    uri = registry.log_model(start_run("t", "fp32", None), bad, sp)
+    stale = _decide(cfg, sp, bad_ev)
+    assert stale.move_champion and stale.against is None  # "no champion yet"
+    winner = _register(trained)  # the other run, in between
+    redecide = partial(_decide, cfg, sp, bad_ev)
+    late = registry.register(NAME, uri, {"precision": "fp32"}, "late", stale, redecide=redecide)
+    assert late.aliases == ("challenger",), late.champion_reason
+    assert f"vs champion v{winner.version}" in late.champion_reason and "champion stays" in late.champion_reason
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == winner.version
+    assert client.get_model_version(NAME, late.version).tags["registry.champion_decision"] == late.champion_reason
+    # Without a way to decide again, a stale move is refused rather than carried out.
+    blind = registry.register(NAME, uri, {"precision": "fp32"}, "blind", PromotionDecision(True, "no champion yet"))
+    assert blind.aliases == ("challenger",) and "took champion meanwhile" in blind.champion_reason
+    assert client.search_registered_models(f"name='{NAME}.champion-lock'") == []  # released
+
+
+def test_a_lock_left_by_a_killed_run_is_broken_once_stale(tracking_store):
+    from pipeline.tracking.champion_lock import champion_lock, lock_name
+
+    client = MlflowClient()
+    client.create_registered_model(lock_name(NAME))  # as a run killed while registering leaves it
+    with pytest.raises(TimeoutError, match="stayed taken"):
+        with champion_lock(client, NAME, wait_s=1.0, stale_after_s=3600):
+            pass
+    with champion_lock(client, NAME, wait_s=10.0, stale_after_s=0.0):
+        assert client.get_registered_model(lock_name(NAME)).tags["mpops.lock.owner"].endswith(f":{os.getpid()}")
+    assert client.search_registered_models(f"name='{lock_name(NAME)}'") == []
+
+
+def test_a_model_is_served_in_another_precision_only_when_asked(tracking_store, trained, caplog):
+    """A tf32 model (trained on a GPU) on this CPU: refused by default; with the fallback allowed it serves in
+    fp32, logs a warning and says so."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from pipeline.tracking.pyfunc import FALLBACK
+
+    cfg, sp, result, ev, report, prov = trained
+    uri = registry.log_model(start_run("t", "tf32", None), dataclasses.replace(result, precision="tf32"), sp)
+    with pytest.raises(Exception, match="trained in tf32, which this device cannot run.*fallback fp32 must be "
+                                        "allowed explicitly"):
+        mlflow.pyfunc.load_model(uri)
+    with caplog.at_level("WARNING"):
+        model = mlflow.pyfunc.load_model(uri, model_config={FALLBACK: True})
+    bundle = model.unwrap_python_model().bundle
+    assert (bundle.trained_precision, bundle.served_precision) == ("tf32", "fp32")
+    assert "serving a model trained in tf32 in fp32" in caplog.text
+    labels = model.predict(pd.DataFrame(sp.x_test, columns=list(sp.feature_columns)))
+    assert np.array_equal(labels, np.array(sp.classes)[ev.predictions])

@@ -78,6 +78,7 @@ def test_fp32_baseline_is_required():
     (["sweep.batch_sizes=64,x"], "sweep.batch_sizes must be int"),
     (["sweep.noise_seeds=1"], "sweep.noise_seeds must be 2 or more"),
     (["sweep.precisions=fp32,int8"], "sweep.precisions: choose from"),
+    (["precisions=fp32,fp8", "train.batch_size=100"], "train.batch_size 100 is no multiple of 16, which fp8 needs"),
 ])
 def test_invalid_settings_are_refused_when_read(overrides, message):
     with pytest.raises(ConfigError, match=message):

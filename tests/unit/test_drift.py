@@ -196,7 +196,7 @@ def test_load_batch_refuses_malformed_data_with_exit_3(tmp_path):
 
     cases = {
         "missing.csv": (ok.drop(columns="b"), "lacks 1 feature column(s) the model needs: b"),
-        "text.csv": (ok.assign(a=["1.0", "oops"]), "non-numeric values in a (e.g. a='oops')"),
+        "text.csv": (ok.assign(a=["1.0", "oops"]), "non-numeric values in a (1 text cell(s) in a, values not shown)"),
         "nan.csv": (ok.assign(a=[1.0, None]), "1 missing or infinite feature values, in a"),
     }
     for name, (frame, message) in cases.items():

@@ -85,7 +85,70 @@ def test_cuda_only_modes_are_refused_on_cpu_naming_the_alternative(name, instead
     with pytest.raises(ConfigError, match=instead):
         check_runnable(name, CPU)
     assert name not in available_precisions(CPU)
-    assert serving_precision(name, CPU) == {"tf32": "fp32", "fp8": "bf16"}[name]  # a registered model still serves
+    fallback = {"tf32": "fp32", "fp8": "bf16"}[name]
+    # A registered model is served in another precision only when the caller says so.
+    with pytest.raises(ConfigError, match=f"trained in {name}.*its fallback {fallback} must be allowed explicitly"):
+        serving_precision(name, CPU)
+    assert serving_precision(name, CPU, allow_fallback=True) == fallback
+    assert serving_precision("bf16", CPU) == "bf16"
+
+
+class _Flags(torch.autograd.Function):
+    """Identity that records the TF32 flags in force when autograd runs its forward and its backward."""
+
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, x):
+        _Flags.seen.append(("forward", torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        _Flags.seen.append(("backward", torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return grad
+
+
+@pytest.mark.parametrize("name, tf32", [("fp32", False), ("bf16", False), ("fp16", False), ("tf32", True)])
+def test_tf32_is_on_exactly_when_asked_for_in_forward_and_backward(name, tf32):
+    """PyTorch leaves cuDNN's TF32 on by default: an fp32 convolution would then run in TF32 on Ampere+."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = not tf32  # the opposite of what the policy must set
+    try:
+        policy, model = make_policy(name, CPU), nn.Linear(4, 2)
+        _Flags.seen = []
+        with policy.forward_context():
+            loss = model(_Flags.apply(torch.randn(3, 4, requires_grad=True))).float().sum()
+        policy.optimizer_step(loss, torch.optim.SGD(model.parameters(), lr=0.1))
+        assert _Flags.seen == [("forward", tf32, tf32), ("backward", tf32, tf32)]
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == (not tf32, not tf32)  # restored: scoped to the policy
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
+
+
+def test_fp8_converts_only_linear_layers_with_dimensions_divisible_by_16():
+    """torchao's module filter, decided without torchao: the 10-class heads stay in bf16."""
+    from pipeline.core.models import ModelSpec, build_model
+    from pipeline.core.precision import fp8_layers
+
+    assert fp8_layers(build_model(ModelSpec(64, 10, 64, 1, "mlp"))) == ["1"]  # 64->64; the 64->10 head is not
+    assert fp8_layers(build_model(ModelSpec(64, 10, 64, 1, "cnn"))) == ["8"]
+    assert fp8_layers(build_model(ModelSpec(64, 10, 64, 1, "transformer"))) == [
+        "1.encoder.layers.0.linear1", "1.encoder.layers.0.linear2"]  # not the 8->16 embedding, out_proj or head
+    assert fp8_layers(build_model(ModelSpec(60, 10, 40, 2, "mlp"))) == []
+    with pytest.raises(ConfigError, match="no Linear layer whose in and out features are multiples of 16"):
+        make_policy("fp8", CPU).convert_module(build_model(ModelSpec(60, 10, 40, 2, "mlp")))
+
+
+def test_fp8_batches_are_cut_to_multiples_of_16_in_the_shared_order():
+    from pipeline.core.train import batch_order
+
+    plain, fp8 = batch_order(1000, 100, 2, seed=3), batch_order(1000, 100, 2, seed=3, multiple=16)
+    assert [len(b) for b in fp8] == [96] * 20
+    assert all((a[:96] == b).all() for a, b in zip(plain, fp8))  # the same rows in the same order, cut short
+    assert [len(b) for b in batch_order(1000, 512, 1, seed=0, multiple=16)] == [512, 480]
+    assert batch_order(10, 8, 1, seed=0, multiple=16) == []
 
 
 def _tiny_split(n: int = 64) -> Split:

@@ -30,10 +30,14 @@ def numeric_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
 
 
-def class_counts(labels: pd.Series) -> dict[str, int]:
-    """Rows per class, null labels left out (the label not-null expectation reports those)."""
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def class_counts(labels: pd.Series) -> dict:
+    """Rows per class, keyed by the label value itself; null labels left out (the not-null expectation counts them)."""
     counts = labels.dropna().value_counts()
-    return {str(k): int(v) for k, v in counts.items()}
+    return {_plain(k): int(v) for k, v in counts.items()}
 
 
 def nonfinite_counts(frame: pd.DataFrame, columns: list[str]) -> dict[str, int]:
@@ -152,8 +156,8 @@ def label_issues(frame: pd.DataFrame, label_column: str, split_column: str, max_
     flagged = find_label_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(y, probs)
     index = rows.index.to_numpy()
-    suspects = [[int(index[i]), str(classes[y[i]]), str(classes[probs[i].argmax()]), round(float(quality[i]), 4)]
-                for i in flagged]
+    suspects = [[int(index[i]), _plain(classes[y[i]]), _plain(classes[probs[i].argmax()]),
+                 round(float(quality[i]), 4)] for i in flagged]
     return {**base, "rate": num_label_issues(labels=y, pred_probs=probs) / len(rows), "flagged": len(flagged),
             "suspects": suspects}
 
@@ -179,6 +183,16 @@ def _luhn_ok(candidate: str) -> bool:
     digits = [int(d) for d in re.sub(r"\D", "", candidate)][::-1]
     total = sum(d if i % 2 == 0 else (d * 2 - 9 if d * 2 > 9 else d * 2) for i, d in enumerate(digits))
     return total % 10 == 0
+
+
+def pii_kinds(text: str) -> list[str]:
+    """The kinds of PII one piece of text holds (pii_scan's patterns and Luhn check, for a single value)."""
+    found = []
+    for kind, pattern in PII_PATTERNS.items():
+        matches = re.findall(pattern, text)
+        if matches and (kind != "card number" or any(_luhn_ok(m) for m in matches)):
+            found.append(kind)
+    return found
 
 
 def pii_scan(frame: pd.DataFrame, split_column: str) -> dict[str, dict[str, int]]:

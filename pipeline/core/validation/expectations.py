@@ -18,6 +18,7 @@ from great_expectations.expectations.metrics.metric_provider import metric_value
 from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
 
 from pipeline.core.validation import checks
+from pipeline.core.validation.redact import shown
 
 
 def _table_metric(name: str, keys: tuple[str, ...], compute: Callable[..., Any]) -> type:
@@ -57,7 +58,12 @@ def _pct(x: float) -> str:
 class _MpopsExpectation(BatchExpectation):
     label_column: str = "label"
     split_column: str = "split"
+    # The text values the suite names (pipeline.core.validation.redact): a class name outside them is withheld.
+    known_values: list = []
     check_name: ClassVar[str] = ""
+
+    def _name(self, value: Any) -> str:
+        return str(shown(value, frozenset(self.known_values)))
 
 
 class ExpectTableValuesToBeFinite(_MpopsExpectation):
@@ -82,7 +88,7 @@ class ExpectLabelClassesToHaveMinCount(_MpopsExpectation):
     success_keys: ClassVar[Tuple[str, ...]] = ("label_column", "min_count")
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
-        counts = metrics["mpops.class_counts"]
+        counts = {self._name(k): n for k, n in metrics["mpops.class_counts"].items()}
         if len(counts) < 2:
             return _result(False, len(counts), f"labels: {len(counts)} class(es) in column {self.label_column!r}; "
                            "training needs at least 2", counts=counts)
@@ -108,9 +114,9 @@ class ExpectClassImbalanceToBeWithin(_MpopsExpectation):
         (major, n_major), (minor, n_minor) = max(counts.items(), key=lambda kv: kv[1]), \
             min(counts.items(), key=lambda kv: kv[1])
         ratio, share = n_major / n_minor, n_minor / sum(counts.values())
-        message = (f"class imbalance: majority/minority ratio {ratio:.1f} (class {major}: {n_major} rows, class "
-                   f"{minor}: {n_minor} rows), threshold {self.max_ratio:g}; smallest class share {_pct(share)}, "
-                   f"threshold {_pct(self.min_share)}")
+        message = (f"class imbalance: majority/minority ratio {ratio:.1f} (class {self._name(major)}: {n_major} "
+                   f"rows, class {self._name(minor)}: {n_minor} rows), threshold {self.max_ratio:g}; smallest class "
+                   f"share {_pct(share)}, threshold {_pct(self.min_share)}")
         near = ratio > self.warn_fraction * self.max_ratio or share < self.min_share / self.warn_fraction
         passed = ratio <= self.max_ratio and share >= self.min_share
         return _result(passed, round(ratio, 4), message, warning=message if passed and near else None,
@@ -188,7 +194,11 @@ class ExpectLabelErrorRateToBeBelow(_MpopsExpectation):
                    f"({r['flagged']} flagged by cleanlab), threshold {_pct(self.max_rate)}")
         passed = r["rate"] <= self.max_rate
         near = passed and r["rate"] > self.warn_fraction * self.max_rate
-        return _result(passed, round(r["rate"], 6), message, warning=message if near else None, **r)
+        known = frozenset(self.known_values)
+        suspects = [[row, shown(given, known), shown(suggested, known), quality]
+                    for row, given, suggested, quality in r["suspects"]]
+        return _result(passed, round(r["rate"], 6), message, warning=message if near else None,
+                       **{**r, "suspects": suspects})
 
 
 class ExpectNoPii(_MpopsExpectation):

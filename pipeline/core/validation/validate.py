@@ -19,6 +19,7 @@ import pandas as pd
 from pipeline.core.config import DataConfig, ValidationConfig
 from pipeline.core.data import SPLIT_COLUMN, assign_split
 from pipeline.core.errors import ConfigError, DataValidationError
+from pipeline.core.validation.redact import listed, redact_results, suite_values
 from pipeline.core.validation.report import offline_data_docs
 
 
@@ -103,19 +104,24 @@ def load_suite(path: str | Path, extra: list[dict] | None = None) -> Any:
     return suite
 
 
-def quality_expectations(v: ValidationConfig, label_column: str, seed: int) -> list[dict]:
-    """The config-driven checks, as GE expectation configurations appended to the dataset's suite."""
+def quality_expectations(v: ValidationConfig, label_column: str, seed: int,
+                         known: frozenset[str] = frozenset()) -> list[dict]:
+    """The config-driven checks, as GE expectation configurations appended to the dataset's suite.
+
+    `known`: the text values the suite names; the checks that print class names show only those."""
     common = {"label_column": label_column, "split_column": SPLIT_COLUMN}
+    names = {"known_values": sorted(known)}
     label_errors = [{"type": "expect_label_error_rate_to_be_below",
-                     "kwargs": {**common, "max_rate": v.max_label_error_rate, "max_rows": v.label_error_max_rows,
-                                "folds": v.label_error_folds, "seed": seed, "warn_fraction": v.warn_fraction}}]
+                     "kwargs": {**common, **names, "max_rate": v.max_label_error_rate,
+                                "max_rows": v.label_error_max_rows, "folds": v.label_error_folds, "seed": seed,
+                                "warn_fraction": v.warn_fraction}}]
     expectations = [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": label_column}},
         {"type": "expect_table_values_to_be_finite", "kwargs": common},
         {"type": "expect_label_classes_to_have_min_count",
-         "kwargs": {"label_column": label_column, "min_count": v.min_class_count}},
+         "kwargs": {"label_column": label_column, **names, "min_count": v.min_class_count}},
         {"type": "expect_class_imbalance_to_be_within",
-         "kwargs": {"label_column": label_column, "max_ratio": v.max_imbalance_ratio,
+         "kwargs": {"label_column": label_column, **names, "max_ratio": v.max_imbalance_ratio,
                     "min_share": v.min_class_share, "warn_fraction": v.warn_fraction}},
         {"type": "expect_no_train_test_leakage", "kwargs": {**common, "max_test_overlap": v.max_test_overlap}},
         {"type": "expect_no_conflicting_duplicates",
@@ -148,6 +154,14 @@ def _describe(kind: str, kw: dict) -> str:
     return texts.get(kind, f"{kw.get('column')}: values not null")
 
 
+def _named_values(suite_path: str | Path) -> frozenset[str]:
+    """The suite's value sets, read ahead of load_suite (which reports an unreadable file)."""
+    try:
+        return suite_values(json.loads(Path(suite_path).read_text()).get("expectations", []))
+    except (OSError, ValueError, AttributeError):
+        return frozenset()
+
+
 def _check_name(config: Any) -> str:
     from pipeline.core.validation.expectations import CHECK_NAMES  # imports Great Expectations: seconds
 
@@ -174,7 +188,7 @@ def _threshold(config: Any) -> str:
                             if k not in ("column", "batch_id", "label_column", "split_column")))
 
 
-def _check(r: Any) -> CheckResult:
+def _check(r: Any, known: frozenset[str]) -> CheckResult:
     cfg, result = r.expectation_config, dict(r.result or {})
     name = _check_name(cfg)
     threshold = _threshold(cfg)
@@ -191,7 +205,8 @@ def _check(r: Any) -> CheckResult:
     if mismatched:
         observed = "; ".join(f"{k} columns {_short(v, 120)}" for k, v in mismatched.items() if v)
     elif "unexpected_count" in result:
-        observed = f"{result['unexpected_count']} rows unexpected, e.g. {result.get('partial_unexpected_list', [])[:5]}"
+        sample = listed(result.get("partial_unexpected_list", [])[:5], known)
+        observed = f"{result['unexpected_count']} rows unexpected, e.g. {sample}"
     else:
         observed = _short(result.get("observed_value", "n/a"))
     return CheckResult(name, bool(r.success), observed, threshold, f"{name}: {observed}; expected {threshold}")
@@ -206,12 +221,16 @@ def validate_frame(frame: pd.DataFrame, suite_path: str | Path, v: ValidationCon
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    suite = load_suite(suite_path, quality_expectations(v, data.label_column, data.split_seed))
+    known = _named_values(suite_path)
+    suite = load_suite(suite_path, quality_expectations(v, data.label_column, data.split_seed, known))
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas("mpops").add_dataframe_asset("input")
              .add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame}))
     result = batch.validate(suite, result_format="SUMMARY")
+    from pipeline.core.validation.expectations import CHECK_NAMES
+
+    redact_results(result, known, own_types=CHECK_NAMES)  # before any report, page or message is made of it
     suspects = next((tuple(tuple(s) for s in (r.result or {}).get("details", {}).get("suspects", []))
                      for r in result.results if r.expectation_config.type == "expect_label_error_rate_to_be_below"),
                     ())
@@ -219,5 +238,5 @@ def validate_frame(frame: pd.DataFrame, suite_path: str | Path, v: ValidationCon
         "label errors", True, "skipped", "validation.label_errors=false",
         "label errors: skipped", warning="label errors: not checked (validation.label_errors is false)"),)
     return ValidationReport(suite=str(suite_path), rows=len(frame),
-                            checks=tuple(_check(r) for r in result.results) + skipped,
+                            checks=tuple(_check(r, known) for r in result.results) + skipped,
                             label_suspects=suspects, data_docs_html=offline_data_docs(result))
