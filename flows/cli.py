@@ -243,16 +243,18 @@ def serve() -> None:
     prefect_serve(*deployments)
 
 
-def _exit_for(e: BaseException) -> int:
+def _exit_for(e: BaseException, argv: list[str]) -> int:
     """The exit code of an exception that escaped a command, after printing what the user needs."""
+    from flows.usage import is_usage_error, usage_error_text
+
+    if is_usage_error(e):
+        err.print(usage_error_text(e, app, argv), markup=False, highlight=False)
+        return 2
     if isinstance(e, MpopsError):
         err.print(f"error: {e}", markup=False, highlight=False)
         if e.detail:
             err.print(e.detail, markup=False, highlight=False)
         return e.exit_code
-    if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer ships its own click)
-        e.show()
-        return 2
     frame = traceback.extract_tb(e.__traceback__)[-1]
     err.print(f"internal error: {type(e).__name__}: {e} (at {frame.filename}:{frame.lineno}); "
               "this is a bug, please report it with the traceback below", markup=False, highlight=False)
@@ -262,14 +264,15 @@ def _exit_for(e: BaseException) -> int:
 
 def main(argv: Optional[list[str]] = None) -> None:
     prepare_process()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=False, prog_name="mpops")
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
     except typer.Abort:
         sys.exit(130)
     except Exception as e:  # noqa: BLE001  every escape becomes one line and an exit code
-        sys.exit(_exit_for(e))
+        sys.exit(_exit_for(e, argv))
 
 
 if __name__ == "__main__":
