@@ -53,6 +53,8 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         set_: list[str] = SetOpt,
         resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints"),
         report: Optional[Path] = typer.Option(None, "--report", help="write the gate report (JSON) here, pass or fail"),
+        require_pinned: bool = typer.Option(False, "--require-pinned",
+                                            help="refuse (exit 3) data other than what data.dvc pins"),
         quiet: bool = QuietOpt) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
     from pipeline.core import distributed
@@ -68,7 +70,7 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     from flows.run_output import print_run, write_run_report
 
     try:
-        outcome = training_flow(str(config) if config else None, data, precisions, set_, resume)
+        outcome = training_flow(str(config) if config else None, data, precisions, set_, resume, require_pinned)
     except MpopsError as e:
         if report:
             write_run_report(report, error=e)

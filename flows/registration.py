@@ -37,8 +37,10 @@ def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, rep
     """Model card, gate report, the model and its monitoring reference, into the model's run; the model URI."""
     r = chosen.result
     facts = markdown.CardFacts(cfg.registry.model_name, r.precision, device_label(r.device), torch.__version__,
-                               prov.dvc_md5 or prov.data_md5, prov.git_commit, len(sp.y_train) + len(sp.y_test),
-                               len(sp.feature_columns), tuple(map(str, sp.classes)), validation.summary(), parent_id)
+                               prov.data_md5, prov.git_commit, len(sp.y_train) + len(sp.y_test),
+                               len(sp.feature_columns), tuple(map(str, sp.classes)), validation.summary(), parent_id,
+                               "as pinned by data.dvc" if prov.data_is_pinned else
+                               f"not the data data.dvc pins, {prov.dvc_md5 or 'none'}")
     runs.log_text(chosen.run_id, markdown.model_card(facts, report), "model_card.md")
     runs.log_text(chosen.run_id, markdown.gate_markdown(report), "gate/report.md")
     runs.log_text(chosen.run_id, report.to_json(), "gate/report.json")

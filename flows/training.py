@@ -20,6 +20,7 @@ from pipeline.core.evaluate import EvalResult, evaluate
 from pipeline.core.gate import CandidateMetrics, GateReport, gate
 from pipeline.core.probe import ProbeResult, decide, probe_one
 from pipeline.core.provenance import Provenance, collect_provenance
+from pipeline.core.provenance import require_pinned as require_data_pinned
 from pipeline.core.sweep import mark_pareto, sweep_points
 from pipeline.core.train import TrainResult, train
 from pipeline.core.validation.report import write_report
@@ -36,8 +37,11 @@ def load_data(cfg: Config) -> Dataset:
 
 
 @task(name="collect-provenance", cache_policy=NO_CACHE)
-def provenance(root: Path, ds: Dataset) -> Provenance:
-    return collect_provenance(root, ds.files)
+def provenance(cfg: Config, root: Path, ds: Dataset, require_pinned: bool = False) -> Provenance:
+    prov = collect_provenance(root, ds.files, cfg.data.path)
+    if require_pinned:
+        require_data_pinned(prov, cfg.data.path)
+    return prov
 
 
 @task(name="validate-data", cache_policy=NO_CACHE)
@@ -136,21 +140,23 @@ class RunOutcome:
 
 @flow(name="mpops-training", log_prints=True)
 def training_flow(config: str | None = None, data: str | None = None, precisions: str | None = None,
-                  overrides: dict[str, Any] | list[str] | None = None, resume: bool = False) -> RunOutcome:
+                  overrides: dict[str, Any] | list[str] | None = None, resume: bool = False,
+                  require_pinned: bool = False) -> RunOutcome:
     """`mpops run`: validate, train every precision, gate against fp32, register the selected model.
 
     The parameters are the command line's: a config file, a data path, precisions, `--set` overrides
-    (`{"train.epochs": 5}` or `["train.epochs=5"]`), and `resume` to continue each precision from its
-    last checkpoint of the same config and data."""
+    (`{"train.epochs": 5}` or `["train.epochs=5"]`), `resume` to continue each precision from its
+    last checkpoint of the same config and data, and `require_pinned` to refuse data other than what
+    data.dvc pins."""
     prepare_process()
     root, cfg = resolve(config, data, precisions, overrides)
     setup_tracking(root)
-    return run_pipeline(cfg, root, resume)
+    return run_pipeline(cfg, root, resume, require_pinned)
 
 
-def run_pipeline(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
+def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: bool = False) -> RunOutcome:
     ds = load_data(cfg)
-    prov = provenance(root, ds)
+    prov = provenance(cfg, root, ds, require_pinned)
     with runs.tracked_run(cfg.registry.experiment, "pipeline", artifact_location(root),
                           tags=prov.as_tags()) as parent_id:
         runs.log_values(parent_id, params=cfg.as_flat_dict())

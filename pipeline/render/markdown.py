@@ -81,6 +81,7 @@ class CardFacts:
     classes: tuple[str, ...]
     validation_summary: str
     parent_run_id: str
+    pinning: str = "as pinned by data.dvc"  # or why not
 
 
 def model_card(f: CardFacts, report: GateReport) -> str:
@@ -93,7 +94,7 @@ def model_card(f: CardFacts, report: GateReport) -> str:
         f"({', '.join(f.classes[:20])}).",
         f"- Pipeline run: {f.parent_run_id}; code: git {f.git_commit}.", "",
         "## Data", "",
-        f"- {f.rows} rows, data md5 `{f.data_md5}` (as pinned by data.dvc).",
+        f"- {f.rows} rows, DVC md5 `{f.data_md5}` ({f.pinning}).",
         f"- Validation: {f.validation_summary}", "",
         "## Gate against fp32", "",
         f"Selected by policy `{report.selection}`: {report.reason}", "",
@@ -118,7 +119,7 @@ def version_description(precision: str, ev: EvalResult, report: GateReport, pare
     """The registered version's description: the gate's verdict table and a link to the pipeline run."""
     return (f"{precision} model selected by the mpops gate; parent run [{parent_run_id}]({run_url}).\n\n"
             f"Gate ({report.selection}): {report.reason}\n\nTest accuracy {ev.accuracy:.4f}, macro-F1 "
-            f"{ev.macro_f1:.4f}, ECE {ev.ece:.4f}; data md5 {prov.dvc_md5 or prov.data_md5}; git "
+            f"{ev.macro_f1:.4f}, ECE {ev.ece:.4f}; data md5 {prov.data_md5}{'' if prov.data_is_pinned else ' (not pinned by data.dvc)'}; git "
             f"{prov.git_commit[:12]}.\n\n{verdict_table(report.verdict(precision))}\n\n"
             f"Full report: gate/report.md and model_card.md in the model's run.")
 

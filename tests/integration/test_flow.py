@@ -152,3 +152,20 @@ def test_probe_drops_a_broken_candidate_before_full_training(prefect_harness, tr
     parent = MlflowClient().get_run(outcome.parent_run_id)
     assert parent.data.tags["probe.dropped"].startswith("fp16: ")
     assert "probe.fp16.samples_per_s" in parent.data.metrics
+
+
+def test_require_pinned_refuses_other_data_with_exit_3(prefect_harness, tracking_store, tmp_path, digits_csv,
+                                                       monkeypatch, capsys):
+    from mlflow import MlflowClient
+
+    from flows.cli import main
+    from tests.integration.test_servers import exit_code
+
+    monkeypatch.chdir(ROOT)
+    sets = [f"{k}={v}" for k, v in {**TINY, **_private(tmp_path)}.items()]
+    code = exit_code(main, ["run", "--require-pinned", "--data", str(digits_csv),
+                            *[a for s in sets for a in ("--set", s)]])
+    assert code == 3
+    first = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("error: "))
+    assert first.startswith(f"error: data: --require-pinned: {digits_csv} has DVC md5 ")
+    assert MlflowClient().get_experiment_by_name("mpops") is None  # refused before any run

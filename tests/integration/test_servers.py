@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -163,7 +164,9 @@ def test_pipeline_registers_on_a_real_mlflow_server(mlflow_server, prefect_serve
         assert str(version.version) == "1"
         assert set(DESIGN_TAGS) <= set(version.tags), set(DESIGN_TAGS) - set(version.tags)
         assert version.tags["precision"] in PRECISIONS.split(",") and version.tags["gate.passed"] == "true"
-        assert version.tags["data.md5"] == dvc_md5(ROOT)  # the md5 recorded in data.dvc
+        # --data is a copy outside data/: tagged with its own DVC hash, which is not what data.dvc pins
+        assert version.tags["data.md5"] == hashlib.md5(digits_csv.read_bytes()).hexdigest()
+        assert version.tags["data.dvc_md5"] == dvc_md5(ROOT) and version.tags["data.pinned"] == "false"
         assert version.tags["validation.passed"] == "true"
         for alias in ("champion", "challenger"):
             assert str(client.get_model_version_by_alias(MODEL, alias).version) == "1"
