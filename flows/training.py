@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import Trained, no_retry_on_user_error, prepare_process, resolve
+from flows.preflight import check_tracking_store
 from flows.registration import register_selected, selected_or_fail
 from pipeline.core import distributed
 from pipeline.core.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
@@ -155,6 +156,7 @@ def training_flow(config: str | None = None, data: str | None = None, precisions
 
 
 def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: bool = False) -> RunOutcome:
+    check_tracking_store(cfg)
     ds = load_data(cfg)
     prov = provenance(cfg, root, ds, require_pinned)
     with runs.tracked_run(cfg.registry.experiment, "pipeline", artifact_location(root),

@@ -11,21 +11,29 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from pipeline.tracking.owners import owner_tags
+
 MAX_BATCH = 1000  # MLflow takes at most 1000 metrics a batch
 
 
 @contextlib.contextmanager
 def tracked_run(experiment: str, run_name: str, artifact_location: str | None = None,
                 parent_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[str]:
-    """A run that ends FINISHED when the block completes and FAILED when anything leaves it early
-    (an error, a failed gate, Ctrl+C): no run is left RUNNING by a failure mpops sees."""
+    """A run that ends FINISHED when the block completes, FAILED when an error leaves it early (a failed
+    gate, bad data) and KILLED when the process is stopped (SIGTERM, Ctrl+C). A run whose process dies
+    cannot end itself: the next `mpops run` marks it KILLED (pipeline.tracking.owners)."""
     run_id = start_run(experiment, run_name, artifact_location, parent_id, tags)
-    ok = False
+    status = "FAILED"
     try:
         yield run_id
-        ok = True
+        status = "FINISHED"
+    except Exception:
+        raise
+    except BaseException:
+        status = "KILLED"
+        raise
     finally:
-        MlflowClient().set_terminated(run_id, "FINISHED" if ok else "FAILED")
+        MlflowClient().set_terminated(run_id, status)
 
 
 def start_run(experiment: str, run_name: str, artifact_location: str | None,
@@ -33,7 +41,7 @@ def start_run(experiment: str, run_name: str, artifact_location: str | None,
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=artifact_location)
-    all_tags = {"mlflow.runName": run_name, **(tags or {})}
+    all_tags = {"mlflow.runName": run_name, **owner_tags(), **(tags or {})}
     if parent_id:
         all_tags["mlflow.parentRunId"] = parent_id
     return client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
