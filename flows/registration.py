@@ -9,7 +9,7 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import Trained
+from flows.common import Trained, no_retry_on_user_error
 from pipeline.core.config import Config
 from pipeline.core.data import Split
 from pipeline.core.device import device_label
@@ -31,7 +31,8 @@ def selected_or_fail(trained: list[Trained], report: GateReport) -> Trained:
     return next(t for t in trained if t.result.precision == report.selected)
 
 
-@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
 def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, report: GateReport,
               prov: Provenance, validation: ValidationReport, parent_id: str) -> str:
     """Model card, gate report, the model and its monitoring reference, into the model's run; the model URI."""

@@ -53,7 +53,7 @@ def sweep_flow(config: str | None = None, data: str | None = None,
                overrides: dict[str, Any] | list[str] | None = None) -> SweepOutcome:
     prepare_process()
     root, cfg = resolve(config, data, None, overrides)
-    setup_tracking(root)
+    setup_tracking(root, cfg.registry.unreachable_after_s)
     precisions = cfg.sweep.precisions or available_precisions(resolve_device(cfg.train.device))
     batch_sizes = cfg.sweep.batch_sizes or (cfg.train.batch_size,)
     ds = load_data(cfg)
@@ -92,7 +92,7 @@ def noise_floor_flow(config: str | None = None, data: str | None = None,
     """fp32 trained with `seeds` seeds (default sweep.noise_seeds), each compared with the first as the gate would."""
     prepare_process()
     root, cfg = resolve(config, data, None, {**dict(override_pairs(overrides)), **({"sweep.noise_seeds": seeds} if seeds else {})})
-    setup_tracking(root)
+    setup_tracking(root, cfg.registry.unreachable_after_s)
     chosen = tuple(cfg.train.seed + i for i in range(cfg.sweep.noise_seeds))
     ds = load_data(cfg)
     tags = {**provenance(cfg, root, ds).as_tags(), "mpops.kind": "noise-floor"}

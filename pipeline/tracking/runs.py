@@ -11,6 +11,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from pipeline.tracking import store
 from pipeline.tracking.owners import owner_tags
 
 MAX_BATCH = 1000  # MLflow takes at most 1000 metrics a batch
@@ -20,20 +21,37 @@ MAX_BATCH = 1000  # MLflow takes at most 1000 metrics a batch
 def tracked_run(experiment: str, run_name: str, artifact_location: str | None = None,
                 parent_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[str]:
     """A run that ends FINISHED when the block completes, FAILED when an error leaves it early (a failed
-    gate, bad data) and KILLED when the process is stopped (SIGTERM, Ctrl+C). A run whose process dies
-    cannot end itself: the next `mpops run` marks it KILLED (pipeline.tracking.owners)."""
+    gate, bad data) and KILLED when the process is stopped (SIGTERM, Ctrl+C). A tracking server that
+    stopped answering cannot end it: that raises ServiceUnavailable at once, and the next `mpops run`
+    marks the run KILLED (pipeline.tracking.owners)."""
     run_id = start_run(experiment, run_name, artifact_location, parent_id, tags)
     status = "FAILED"
     try:
         yield run_id
         status = "FINISHED"
-    except Exception:
+    except Exception as e:
+        if store.is_unreachable(e):
+            status = None
+            raise store.unreachable_error(e) from None
         raise
     except BaseException:
         status = "KILLED"
+        store.fail_fast()  # the process is stopping: one short try to say so
         raise
     finally:
+        if status:
+            _terminate(run_id, status)
+
+
+def _terminate(run_id: str, status: str) -> None:
+    try:
         MlflowClient().set_terminated(run_id, status)
+    except Exception as e:
+        if not store.is_unreachable(e):
+            raise
+        if status == "FINISHED":  # the work is done, but MLflow cannot be told so
+            raise store.unreachable_error(e) from None
+        # Already failing: the error in flight says more; the next `mpops run` marks this run KILLED.
 
 
 def start_run(experiment: str, run_name: str, artifact_location: str | None,
@@ -92,6 +110,9 @@ def system_metrics(run_id: str, interval_s: float):
     try:
         yield
     finally:
+        # Its thread may be waiting out a dead server's retries; stopping it would wait once more and its
+        # last flush again: one check (within the budget) first, after which every request fails fast.
+        store.reachable()
         monitor.finish()
 
 

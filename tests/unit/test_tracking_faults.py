@@ -1,13 +1,56 @@
-"""The runs a dead process left RUNNING: the owner tags and the clean-up, on a private SQLite store."""
+"""A tracking store that stops answering, and the runs a dead process left RUNNING: the retry budget,
+the preflight, the owner tags and the clean-up, on a private SQLite store and a closed local port."""
 from __future__ import annotations
 
 import socket
 import subprocess
+import time
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-from pipeline.tracking import owners, registry, runs
+from pipeline.core.errors import ServiceUnavailable
+from pipeline.tracking import owners, registry, runs, store
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket closes
+
+
+@pytest.mark.parametrize("budget", [1, 2, 5, 10, 60, 300, 3600])
+def test_retry_settings_fit_the_budget_even_when_every_attempt_times_out(budget):
+    s = store.retry_settings(budget)
+    retries, timeout = int(s[store.RETRIES]), int(s[store.TIMEOUT])
+    jitter = float(s[store.JITTER])
+    # urllib3 sleeps factor * 2**(n-1) before retry n >= 2, plus up to `jitter`; every attempt may wait `timeout`
+    worst = sum(2 ** (n - 1) + jitter for n in range(2, retries + 1)) + (retries + 1) * timeout
+    assert worst <= budget
+    assert 0 <= retries <= 7 and timeout >= 1 and s[store.BACKOFF] == "1"  # within MLflow's accepted ranges
+
+
+def test_preflight_names_the_unreachable_uri_and_exits_6(monkeypatch, tracking_store):
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    for key, value in store.retry_settings(2).items():
+        monkeypatch.setenv(key, value)
+    mlflow.set_tracking_uri(uri)
+    start = time.monotonic()
+    with pytest.raises(ServiceUnavailable) as error:
+        store.preflight()
+    assert time.monotonic() - start < 30  # the budget, not MLflow's default of minutes
+    assert error.value.exit_code == 6
+    assert str(error.value).startswith(f"MLflow tracking store {uri} unreachable (Connection refused)")
+    assert "\n" not in str(error.value)
+
+
+def test_an_answer_from_the_store_is_not_unreachability(tracking_store):
+    with pytest.raises(MlflowException) as error:
+        MlflowClient().get_run("0" * 32)
+    assert not store.is_unreachable(error.value)
+    assert store.preflight() == tracking_store
 
 
 def _dead_pid() -> int:
