@@ -109,11 +109,20 @@ def system_metrics(run_id: str, interval_s: float):
     monitor.start()
     try:
         yield
-    finally:
-        # Its thread may be waiting out a dead server's retries; stopping it would wait once more and its
-        # last flush again: one check (within the budget) first, after which every request fails fast.
-        store.reachable()
-        monitor.finish()
+    except Exception:
+        _stop(monitor)
+        raise
+    except BaseException:
+        store.fail_fast()  # stopped from outside (SIGTERM): no waiting on its daemon thread, nor on a server
+        raise
+    _stop(monitor)
+
+
+def _stop(monitor) -> None:
+    # Its thread may be waiting out a dead server's retries; stopping it would wait once more and its
+    # last flush again: one check (within the budget) first, after which every request fails fast.
+    store.reachable()
+    monitor.finish()
 
 
 def run_url(run_id: str) -> str:
