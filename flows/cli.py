@@ -53,6 +53,8 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         set_: list[str] = SetOpt,
         resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints"),
         report: Optional[Path] = typer.Option(None, "--report", help="write the gate report (JSON) here, pass or fail"),
+        require_pinned: bool = typer.Option(False, "--require-pinned",
+                                            help="refuse (exit 3) data other than what data.dvc pins"),
         quiet: bool = QuietOpt) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
     from pipeline.core import distributed
@@ -64,11 +66,13 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     if resume and distributed.world().size > 1:
         raise ConfigError("--resume continues single-process runs only; run it without torchrun")
     _progress(quiet)
+    from flows.processes import prefect_api
     from flows.training import training_flow
     from flows.run_output import print_run, write_run_report
 
     try:
-        outcome = training_flow(str(config) if config else None, data, precisions, set_, resume)
+        with prefect_api():
+            outcome = training_flow(str(config) if config else None, data, precisions, set_, resume, require_pinned)
     except MpopsError as e:
         if report:
             write_run_report(report, error=e)
@@ -159,9 +163,11 @@ def sweep(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     Pareto plot; name the precision the gate would pick. Registers nothing."""
     resolve(config, data, None, set_)  # a bad config stops here, before Prefect starts
     _progress(quiet)
+    from flows.processes import prefect_api
     from flows.sweep import sweep_flow
 
-    outcome = sweep_flow(str(config) if config else None, data, set_)
+    with prefect_api():
+        outcome = sweep_flow(str(config) if config else None, data, set_)
     _say(outcome.table)
     picks = "; ".join(f"batch {b}: {p or 'nothing passed'}" for b, p in outcome.picks)
     _say(f"The gate would pick: {picks}. Pareto plot {outcome.plot}; parent run {outcome.parent_run_id} "
@@ -175,9 +181,11 @@ def noise_floor(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOp
     """Train fp32 with N seeds; report the spread of every gated figure and the tolerances it suggests."""
     resolve(config, data, None, [*set_, *([f"sweep.noise_seeds={seeds}"] if seeds is not None else [])])
     _progress(quiet)
+    from flows.processes import prefect_api
     from flows.sweep import noise_floor_flow
 
-    outcome = noise_floor_flow(str(config) if config else None, data, set_, seeds)
+    with prefect_api():
+        outcome = noise_floor_flow(str(config) if config else None, data, set_, seeds)
     _say(outcome.report)
     tight = [r.config_key for r in outcome.rows if r.tighter_than_noise]
     _say(("Tighter than the noise (fp32 alone can fail them): " + ", ".join(tight)) if tight else
@@ -199,9 +207,11 @@ def monitor(batch: str = typer.Option(..., "--batch", help="CSV/Parquet of the f
     # The champion and its reference are downloaded on every call; progress bars only clutter the verdict.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from flows.monitoring import monitor_flow
+    from flows.processes import prefect_api
 
     try:
-        outcome = monitor_flow(batch, retrain, str(config) if config else None, set_, model_uri)
+        with prefect_api():
+            outcome = monitor_flow(batch, retrain, str(config) if config else None, set_, model_uri)
     except DriftDetected as e:
         print_monitor(out, batch, e.outcome, cfg.monitor.experiment)
         raise
@@ -243,16 +253,21 @@ def serve() -> None:
     prefect_serve(*deployments)
 
 
-def _exit_for(e: BaseException) -> int:
+def _exit_for(e: BaseException, argv: list[str]) -> int:
     """The exit code of an exception that escaped a command, after printing what the user needs."""
+    from flows.usage import is_usage_error, usage_error_text
+
+    if is_usage_error(e):
+        err.print(usage_error_text(e, app, argv), markup=False, highlight=False)
+        return 2
+    from pipeline.tracking.store import is_unreachable, unreachable_error
+
+    e = unreachable_error(e) if not isinstance(e, MpopsError) and is_unreachable(e) else e
     if isinstance(e, MpopsError):
         err.print(f"error: {e}", markup=False, highlight=False)
         if e.detail:
             err.print(e.detail, markup=False, highlight=False)
         return e.exit_code
-    if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer ships its own click)
-        e.show()
-        return 2
     frame = traceback.extract_tb(e.__traceback__)[-1]
     err.print(f"internal error: {type(e).__name__}: {e} (at {frame.filename}:{frame.lineno}); "
               "this is a bug, please report it with the traceback below", markup=False, highlight=False)
@@ -261,15 +276,22 @@ def _exit_for(e: BaseException) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    from flows.processes import Terminated, exit_at_once
+
     prepare_process()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=False, prog_name="mpops")
+    except Terminated as e:
+        err.print("error: stopped by SIGTERM: open MLflow runs end KILLED, an unfinished version is deleted",
+                  markup=False, highlight=False)
+        exit_at_once(e.code)
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
     except typer.Abort:
         sys.exit(130)
     except Exception as e:  # noqa: BLE001  every escape becomes one line and an exit code
-        sys.exit(_exit_for(e))
+        sys.exit(_exit_for(e, argv))
 
 
 if __name__ == "__main__":

@@ -75,5 +75,9 @@ def resolve(config: str | Path | None = None, data: str | None = None, precision
 
 
 def no_retry_on_user_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Retries are for I/O: bad data stays bad on a second read."""
-    return not isinstance(state.result(raise_on_failure=False), MpopsError)
+    """Retries are for I/O: bad data stays bad on a second read, and a tracking server that failed MLflow's
+    own retries for the whole budget (registry.unreachable_after_s) would only cost that budget again."""
+    from pipeline.tracking.store import is_unreachable
+
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, MpopsError) and not (isinstance(error, BaseException) and is_unreachable(error))

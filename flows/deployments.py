@@ -14,6 +14,7 @@ import yaml
 from pipeline.core.errors import ConfigError
 
 PREFECT_YAML = "prefect.yaml"
+PATH_PARAMETERS = ("batch", "data", "config")  # relative to the project, where the flow runs start
 
 
 def deployment_specs(root: Path) -> list[dict[str, Any]]:
@@ -39,8 +40,14 @@ def served_deployments(root: Path) -> list:
     Call with the current folder at `root`: Prefect records entrypoints relative to it."""
     from prefect.schedules import Cron, Interval
 
+    specs = deployment_specs(root)
+    missing = [f"{s['name']}'s {k} {v!r}" for s in specs for k, v in (s.get("parameters") or {}).items()
+               if k in PATH_PARAMETERS and v and not (root / str(v)).exists()]
+    if missing:
+        raise ConfigError(f"{root / PREFECT_YAML}: {', '.join(missing)} does not exist in {root}; create it or "
+                          "point the parameter at an existing file or folder")
     deployments = []
-    for spec in deployment_specs(root):
+    for spec in specs:
         schedules = []
         for s in spec.get("schedules") or []:
             common = {"timezone": s.get("timezone"), "active": s.get("active", True)}

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import prepare_process, resolve
+from flows.common import no_retry_on_user_error, prepare_process, resolve
 from flows.training import training_flow
 from pipeline.core.batch import Batch, load_batch, score_batch
 from pipeline.core.config import Config
@@ -38,7 +38,8 @@ class MonitorOutcome:
     retrain: str | None  # what --retrain did, None when it was not asked for or nothing drifted
 
 
-@task(name="load-champion", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="load-champion", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
 def load_champion(model_uri: str) -> Champion:
     return reference.load_champion(model_uri)
 
@@ -54,7 +55,8 @@ def monitor_batch(cfg: Config, champion: Champion, batch: Batch) -> DriftReport:
     return score_batch(batch, champion.reference, cfg.monitor, champion.model.predict, twin)
 
 
-@task(name="write-drift-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="write-drift-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
 def write_drift_report(cfg: Config, root: Path, report: DriftReport, champion: Champion, batch: Batch
                        ) -> tuple[Path, str]:
     folder = write_report(report, champion.reference, batch, champion.model_uri, root / cfg.monitor.report_dir,
@@ -86,7 +88,7 @@ def monitor_flow(batch: str, retrain: bool = False, config: str | None = None,
     """`mpops monitor --batch BATCH [--retrain]`: drift of a batch against the champion (or `model_uri`)."""
     prepare_process()
     root, cfg = resolve(config, None, None, overrides)
-    setup_tracking(root)
+    setup_tracking(root, cfg.registry.unreachable_after_s)
     uri = model_uri or f"models:/{cfg.registry.model_name}@champion"
     champion = load_champion(uri)
     rows = read_batch(cfg, batch, champion)

@@ -11,7 +11,7 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import Trained
+from flows.common import Trained, no_retry_on_user_error
 from pipeline.core.config import Config
 from pipeline.core.data import Split
 from pipeline.core.device import device_label
@@ -33,14 +33,17 @@ def selected_or_fail(trained: list[Trained], report: GateReport) -> Trained:
     return next(t for t in trained if t.result.precision == report.selected)
 
 
-@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
 def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, report: GateReport,
               prov: Provenance, validation: ValidationReport, parent_id: str) -> str:
     """Model card, gate report, the model and its monitoring reference, into the model's run; the model URI."""
     r = chosen.result
     facts = markdown.CardFacts(cfg.registry.model_name, r.precision, device_label(r.device), torch.__version__,
-                               prov.dvc_md5 or prov.data_md5, prov.git_commit, len(sp.y_train) + len(sp.y_test),
-                               len(sp.feature_columns), tuple(map(str, sp.classes)), validation.summary(), parent_id)
+                               prov.data_md5, prov.git_commit, len(sp.y_train) + len(sp.y_test),
+                               len(sp.feature_columns), tuple(map(str, sp.classes)), validation.summary(), parent_id,
+                               "as pinned by data.dvc" if prov.data_is_pinned else
+                               f"not the data data.dvc pins, {prov.dvc_md5 or 'none'}")
     runs.log_text(chosen.run_id, markdown.model_card(facts, report), "model_card.md")
     runs.log_text(chosen.run_id, markdown.gate_markdown(report), "gate/report.md")
     runs.log_text(chosen.run_id, report.to_json(), "gate/report.json")

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from flows.training import RunOutcome
+from pipeline.core import strict_json
 from pipeline.core.config import Config
 from pipeline.core.errors import MpopsError
 from pipeline.render.terminal import (ci_summary, drift_figures, drifted_table, summary_table, what_it_bought,
@@ -31,7 +32,7 @@ def write_run_report(path: Path, outcome: RunOutcome | None = None, error: Mpops
         body = {"passed": True, "exit_code": 0, "summary": _summary(outcome), "gate": json.loads(outcome.gate.to_json()),
                 "registered": {"model": reg.model_name, "version": reg.version, "aliases": list(reg.aliases)}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(body, indent=2) + "\n")
+    path.write_text(strict_json.dumps(body, indent=2) + "\n")
 
 
 def _run_link(run_id: str) -> str:

@@ -53,11 +53,11 @@ def sweep_flow(config: str | None = None, data: str | None = None,
                overrides: dict[str, Any] | list[str] | None = None) -> SweepOutcome:
     prepare_process()
     root, cfg = resolve(config, data, None, overrides)
-    setup_tracking(root)
+    setup_tracking(root, cfg.registry.unreachable_after_s)
     precisions = cfg.sweep.precisions or available_precisions(resolve_device(cfg.train.device))
     batch_sizes = cfg.sweep.batch_sizes or (cfg.train.batch_size,)
     ds = load_data(cfg)
-    tags = {**provenance(root, ds).as_tags(), "mpops.kind": "sweep"}
+    tags = {**provenance(cfg, root, ds).as_tags(), "mpops.kind": "sweep"}
     with runs.tracked_run(cfg.registry.experiment, "sweep", artifact_location(root), tags=tags) as parent_id:
         runs.log_values(parent_id, params={**cfg.as_flat_dict(), "sweep.precisions_run": ",".join(precisions)})
         sp, _ = validated_split(cfg, root, parent_id, ds)
@@ -92,10 +92,10 @@ def noise_floor_flow(config: str | None = None, data: str | None = None,
     """fp32 trained with `seeds` seeds (default sweep.noise_seeds), each compared with the first as the gate would."""
     prepare_process()
     root, cfg = resolve(config, data, None, {**dict(override_pairs(overrides)), **({"sweep.noise_seeds": seeds} if seeds else {})})
-    setup_tracking(root)
+    setup_tracking(root, cfg.registry.unreachable_after_s)
     chosen = tuple(cfg.train.seed + i for i in range(cfg.sweep.noise_seeds))
     ds = load_data(cfg)
-    tags = {**provenance(root, ds).as_tags(), "mpops.kind": "noise-floor"}
+    tags = {**provenance(cfg, root, ds).as_tags(), "mpops.kind": "noise-floor"}
     with runs.tracked_run(cfg.registry.experiment, "noise-floor", artifact_location(root), tags=tags) as parent_id:
         runs.log_values(parent_id, params={**cfg.as_flat_dict(), "noise.seeds": ",".join(map(str, chosen))})
         sp, _ = validated_split(cfg, root, parent_id, ds)

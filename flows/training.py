@@ -10,16 +10,19 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import Trained, no_retry_on_user_error, prepare_process, resolve
+from flows.preflight import check_tracking_store
 from flows.registration import register_selected, selected_or_fail
-from pipeline.core import distributed
+from pipeline.core import checkpoint, distributed
 from pipeline.core.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
 from pipeline.core.config import Config
 from pipeline.core.data import Dataset, Split, load_dataset, split_dataset
 from pipeline.core.device import resolve_device
+from pipeline.core.errors import ServiceUnavailable
 from pipeline.core.evaluate import EvalResult, evaluate
 from pipeline.core.gate import CandidateMetrics, GateReport, gate
 from pipeline.core.probe import ProbeResult, decide, probe_one
 from pipeline.core.provenance import Provenance, collect_provenance
+from pipeline.core.provenance import require_pinned as require_data_pinned
 from pipeline.core.sweep import mark_pareto, sweep_points
 from pipeline.core.train import TrainResult, train
 from pipeline.core.validation.report import write_report
@@ -36,8 +39,11 @@ def load_data(cfg: Config) -> Dataset:
 
 
 @task(name="collect-provenance", cache_policy=NO_CACHE)
-def provenance(root: Path, ds: Dataset) -> Provenance:
-    return collect_provenance(root, ds.files)
+def provenance(cfg: Config, root: Path, ds: Dataset, require_pinned: bool = False) -> Provenance:
+    prov = collect_provenance(root, ds.files, cfg.data.path)
+    if require_pinned:
+        require_data_pinned(prov, cfg.data.path)
+    return prov
 
 
 @task(name="validate-data", cache_policy=NO_CACHE)
@@ -45,7 +51,8 @@ def validate(cfg: Config, root: Path, ds: Dataset) -> ValidationReport:
     return validate_frame(ds.frame, root / cfg.validation.suite, cfg.validation, cfg.data)
 
 
-@task(name="write-validation-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="write-validation-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
 def write_validation_report(cfg: Config, root: Path, report: ValidationReport, parent_id: str) -> Path:
     folder = write_report(report, root / cfg.validation.report_dir)["report"].parent
     runs.log_artifacts(parent_id, folder, "validation")
@@ -75,12 +82,25 @@ def train_precision(cfg: Config, sp: Split, precision: str, parent_id: str, root
         distributed.announce("train", precision)  # under torchrun the other ranks join this training
         with progress.Tracker(name, cfg.train.epochs) as on_epoch, runs.system_metrics(run_id, cfg.train.system_metrics_s):
             result = train(sp, cfg.train, precision, ckpt, on_epoch, resolve_device(cfg.train.device))
-        ev = evaluate(result.model, sp, result.policy, cfg.gate.fgsm_epsilon, cfg.gate.latency_repeats)
+        ev = kept_evaluation(cfg, sp, result, ckpt)
         log.log_training(run_id, result, ev, sp.classes, {"train.batch_size": cfg.train.batch_size,
                                                           "train.seed": cfg.train.seed})
+        if result.restored:
+            runs.log_values(run_id, tags={"train.restored": "true"})
+            get_run_logger().info("%s: restored from its finished checkpoint, not trained again", precision)
     get_run_logger().info("%s: accuracy %.4f, %.0f samples/s, peak %.1f MiB", precision, ev.accuracy,
                           result.samples_per_s, result.peak_memory_bytes / 2**20)
     return Trained(result, ev, run_id)
+
+
+def kept_evaluation(cfg: Config, sp: Split, result: TrainResult, ckpt: Checkpointing | None) -> EvalResult:
+    """A restored training's evaluation from its checkpoint folder, else a new one, kept there for a resume."""
+    ev = checkpoint.load_eval(ckpt.path) if ckpt is not None and result.restored else None
+    if ev is None:
+        ev = evaluate(result.model, sp, result.policy, cfg.gate.fgsm_epsilon, cfg.gate.latency_repeats)
+        if ckpt is not None:
+            checkpoint.save_eval(ckpt.path, ev)
+    return ev
 
 
 @task(name="probe-precisions", cache_policy=NO_CACHE)
@@ -136,21 +156,30 @@ class RunOutcome:
 
 @flow(name="mpops-training", log_prints=True)
 def training_flow(config: str | None = None, data: str | None = None, precisions: str | None = None,
-                  overrides: dict[str, Any] | list[str] | None = None, resume: bool = False) -> RunOutcome:
+                  overrides: dict[str, Any] | list[str] | None = None, resume: bool = False,
+                  require_pinned: bool = False) -> RunOutcome:
     """`mpops run`: validate, train every precision, gate against fp32, register the selected model.
 
     The parameters are the command line's: a config file, a data path, precisions, `--set` overrides
-    (`{"train.epochs": 5}` or `["train.epochs=5"]`), and `resume` to continue each precision from its
-    last checkpoint of the same config and data."""
+    (`{"train.epochs": 5}` or `["train.epochs=5"]`), `resume` to continue each precision from its
+    last checkpoint of the same config and data, and `require_pinned` to refuse data other than what
+    data.dvc pins."""
     prepare_process()
     root, cfg = resolve(config, data, precisions, overrides)
-    setup_tracking(root)
-    return run_pipeline(cfg, root, resume)
+    setup_tracking(root, cfg.registry.unreachable_after_s)
+    try:
+        return run_pipeline(cfg, root, resume, require_pinned)
+    except ServiceUnavailable as e:
+        e.detail = e.detail or (f"the finished trainings and their evaluations are kept in "
+                                f"{root / cfg.train.checkpoint_dir}: once the store is back, `mpops run --resume` "
+                                "registers without training again")
+        raise
 
 
-def run_pipeline(cfg: Config, root: Path, resume: bool = False) -> RunOutcome:
+def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: bool = False) -> RunOutcome:
+    check_tracking_store(cfg)
     ds = load_data(cfg)
-    prov = provenance(root, ds)
+    prov = provenance(cfg, root, ds, require_pinned)
     with runs.tracked_run(cfg.registry.experiment, "pipeline", artifact_location(root),
                           tags=prov.as_tags()) as parent_id:
         runs.log_values(parent_id, params=cfg.as_flat_dict())

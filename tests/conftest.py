@@ -37,6 +37,21 @@ def _use_store(uri: str) -> None:
     mlflow.set_registry_uri(uri)
 
 
+@pytest.fixture(autouse=True)
+def mlflow_http_settings():
+    """A flow run in this process sets MLflow's HTTP retry budget (registry.unreachable_after_s), and a dead
+    server makes it fail fast: neither may leak into the next test."""
+    from pipeline.tracking import store
+
+    saved = {k: os.environ.get(k) for k in (store.RETRIES, store.BACKOFF, store.JITTER, store.TIMEOUT)}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_store(tmp_path_factory):
     """No test may fall back to MLflow's default store (./mlflow.db in the working folder)."""

@@ -2,7 +2,9 @@
 
 One file per precision under `train.checkpoint_dir/<run key>/`, the key a hash of everything
 that shapes training (the config's train and data sections and the data's md5), so `--resume`
-never continues a different run. Written atomically; read with
+never continues a different run. Beside a finished precision's checkpoint, its test evaluation
+(`<precision>.eval.pt`): a run that failed after training (the tracking server gone) resumes at
+registration, neither training nor evaluating again. Written atomically; read with
 `torch.load(weights_only=True)`: a checkpoint is data, never code.
 """
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from pipeline.core.evaluate import EvalResult, Latency
 
 
 @dataclass(frozen=True)
@@ -51,3 +56,36 @@ def remove_run(folder: str | Path, key: str) -> None:
     import shutil
 
     shutil.rmtree(Path(folder) / key, ignore_errors=True)
+
+
+def eval_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.eval.pt")
+
+
+def save_eval(path: Path, ev: EvalResult) -> None:
+    """The evaluation of the finished training whose checkpoint is `path`."""
+    state = {}
+    for f in fields(ev):
+        value = getattr(ev, f.name)
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        elif isinstance(value, Latency):
+            value = asdict(value)
+        state[f.name] = list(value) if isinstance(value, tuple) else value
+    save(eval_path(path), state)
+
+
+def load_eval(path: Path) -> EvalResult | None:
+    """The kept evaluation of this checkpoint's finished training, or None."""
+    if not eval_path(path).is_file():
+        return None
+    state = torch.load(eval_path(path), weights_only=True)
+    values = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+    values["per_class_recall"] = tuple(values["per_class_recall"])
+    values["latency"] = Latency(**values["latency"]) if values["latency"] is not None else None
+    return EvalResult(**values)
+
+
+def discard_eval(path: Path) -> None:
+    """A training that starts afresh makes the evaluation of an earlier one stale."""
+    eval_path(path).unlink(missing_ok=True)

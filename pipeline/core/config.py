@@ -130,6 +130,9 @@ class SweepConfig:
 class RegistryConfig:
     model_name: str = "digits-classifier"
     experiment: str = "mpops"
+    # Seconds the MLflow client keeps retrying an unreachable tracking server before the run gives
+    # up (exit 6); the trained models stay in train.checkpoint_dir for `mpops run --resume`.
+    unreachable_after_s: float = 60.0
 
 
 @dataclass(frozen=True)

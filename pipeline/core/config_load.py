@@ -121,6 +121,7 @@ def validate_config(cfg: Config) -> None:
               f"sweep.precisions: choose from {', '.join(PRECISIONS)}"),
              (cfg.sweep.noise_seeds >= 2, "sweep.noise_seeds must be 2 or more: the noise is seed-to-seed"),
              (bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty"),
+             (cfg.registry.unreachable_after_s >= 1, "registry.unreachable_after_s must be 1 or more"),
              *_validation_rules(cfg.validation), *_monitor_rules(cfg.monitor)]
     for ok, message in rules:
         if not ok:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import ks_2samp
 
+from pipeline.core import strict_json
 from pipeline.core.config import MonitorConfig
 
 FP16_MAX = 65504.0
@@ -189,7 +190,7 @@ class DriftReport:
         return m
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "verdict": self.verdict}, indent=2, default=_plain)
+        return strict_json.dumps({**asdict(self), "verdict": self.verdict}, indent=2)
 
 
 def names_list(feats, limit: int = 8) -> str:

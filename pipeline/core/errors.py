@@ -34,3 +34,9 @@ class DriftDetected(MpopsError):
     def __init__(self, message: str, detail: str = "", outcome: object = None) -> None:
         super().__init__(message, detail)
         self.outcome = outcome  # the monitoring outcome, so the command line can print the report
+
+
+class ServiceUnavailable(MpopsError):
+    """A service the command needs (the MLflow tracking store, the Prefect API) cannot be reached."""
+
+    exit_code = 6

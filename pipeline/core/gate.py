@@ -6,12 +6,12 @@ nothing is skipped silently.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from pipeline.core import strict_json
 from pipeline.core.config import SELECTIONS, GateConfig
 from pipeline.core.evaluate import EvalResult, Latency
 from pipeline.core.gate_checks import Check, Comparison, GateCheck, compare, make_check, prediction_checks
@@ -93,13 +93,7 @@ class GateReport:
             for c, rc in zip(v.checks, raw["checks"]):
                 figure = v.power.figure(c.key) if v.power else None
                 rc.update(name=c.name, group=c.group, op=c.op, detectable=figure.drop if figure else None)
-        return json.dumps(body, indent=2, default=_jsonable)
-
-
-def _jsonable(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
+        return strict_json.dumps(body, indent=2)
 
 
 def _ratio(a: float, b: float) -> float:

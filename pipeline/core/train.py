@@ -6,7 +6,7 @@ trains with the same seed and batch order as every other precision, and returns 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -61,6 +61,7 @@ class TrainResult:
     loss_scales: tuple[float, ...] = ()  # per step; 1.0 without loss scaling
     stop_reason: str | None = None  # set when training stopped early; such a model must not pass the gate
     final_lr: float = float("nan")  # the learning rate after the last step (the scheduler moves only on real steps)
+    restored: bool = False  # finished before this process started: read from its checkpoint, not trained again
 
     @property
     def skipped_share(self) -> float:
@@ -166,7 +167,9 @@ def train(split: Split, cfg: TrainConfig, precision: str, checkpointing: Checkpo
     if state is not None:
         restore(loop, state)
         if state["done"]:  # this precision finished before the run was killed
-            return _result(loop, **state["done"])
+            return replace(_result(loop, **state["done"]), restored=True)
+    elif checkpointing and loop.world.is_main:
+        checkpoint.discard_eval(checkpointing.path)
     loop.warmup = loop.first + min(max(cfg.warmup_steps, MEMORY_STEPS), len(loop.batches) - loop.first - 1)
     loop.model.train()
     memory = PeakMemory(loop.device, loop.model, loop.optimizer)

@@ -112,6 +112,7 @@ class CardFacts:
     classes: tuple[str, ...]
     validation_summary: str
     parent_run_id: str
+    pinning: str = "as pinned by data.dvc"  # or why not
 
 
 def model_card(f: CardFacts, report: GateReport) -> str:
@@ -124,7 +125,7 @@ def model_card(f: CardFacts, report: GateReport) -> str:
         f"({', '.join(f.classes[:20])}).",
         f"- Pipeline run: {f.parent_run_id}; code: git {f.git_commit}.", "",
         "## Data", "",
-        f"- {f.rows} rows, data md5 `{f.data_md5}` (as pinned by data.dvc).",
+        f"- {f.rows} rows, DVC md5 `{f.data_md5}` ({f.pinning}).",
         f"- Validation: {f.validation_summary}", "",
         "## Gate against fp32", "",
         f"Selected by policy `{report.selection}`: {report.reason}", "",
@@ -153,7 +154,8 @@ def version_description(precision: str, ev: EvalResult, report: GateReport, pare
     warnings = "".join(f"\n\n**Warning**: {w}" for w in v.warnings)
     return (f"{precision} model selected by the mpops gate; parent run [{parent_run_id}]({run_url}).\n\n"
             f"Gate ({report.selection}): {report.reason}{power}{warnings}\n\nTest accuracy {ev.accuracy:.4f}, "
-            f"macro-F1 {ev.macro_f1:.4f}, ECE {ev.ece:.4f}; data md5 {prov.dvc_md5 or prov.data_md5}; git "
+            f"macro-F1 {ev.macro_f1:.4f}, ECE {ev.ece:.4f}; data md5 {prov.data_md5}"
+            f"{'' if prov.data_is_pinned else ' (not pinned by data.dvc)'}; git "
             f"{prov.git_commit[:12]}.\n\n{verdict_table(v)}\n\n"
             f"Full report: gate/report.md and model_card.md in the model's run.")
 

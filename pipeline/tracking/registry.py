@@ -161,3 +161,15 @@ def register(name: str, model_uri: str, tags: dict[str, str], description: str, 
             client.set_registered_model_alias(name, CHAMPION, version.version)
             aliases.append(CHAMPION)
     return Registration(name, str(version.version), tuple(aliases), decision.reason)
+
+
+def delete_unfinished(name: str, parent_run_id: str) -> list[str]:
+    """The versions a pipeline run registered without moving any alias to them: a registration cut short
+    (the process killed, the tracking server gone) after the version existed. Deleted; their numbers."""
+    client = MlflowClient()
+    deleted = []
+    for v in client.search_model_versions(f"name = '{name}' and tags.`mlflow.parent_run_id` = '{parent_run_id}'"):
+        if not client.get_model_version(name, v.version).aliases:
+            client.delete_model_version(name, v.version)
+            deleted.append(str(v.version))
+    return deleted

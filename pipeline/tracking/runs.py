@@ -11,28 +11,54 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from pipeline.tracking import store
+from pipeline.tracking.owners import owner_tags
+
 MAX_BATCH = 1000  # MLflow takes at most 1000 metrics a batch
 
 
 @contextlib.contextmanager
 def tracked_run(experiment: str, run_name: str, artifact_location: str | None = None,
                 parent_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[str]:
-    """A run that ends FINISHED when the block completes and FAILED when anything leaves it early
-    (an error, a failed gate, Ctrl+C): no run is left RUNNING by a failure mpops sees."""
+    """A run that ends FINISHED when the block completes, FAILED when an error leaves it early (a failed
+    gate, bad data) and KILLED when the process is stopped (SIGTERM, Ctrl+C). A tracking server that
+    stopped answering cannot end it: that raises ServiceUnavailable at once, and the next `mpops run`
+    marks the run KILLED (pipeline.tracking.owners)."""
     run_id = start_run(experiment, run_name, artifact_location, parent_id, tags)
-    ok = False
+    status = "FAILED"
     try:
         yield run_id
-        ok = True
+        status = "FINISHED"
+    except Exception as e:
+        if store.is_unreachable(e):
+            status = None
+            raise store.unreachable_error(e) from None
+        raise
+    except BaseException:
+        status = "KILLED"
+        store.fail_fast()  # the process is stopping: one short try to say so
+        raise
     finally:
-        MlflowClient().set_terminated(run_id, "FINISHED" if ok else "FAILED")
+        if status:
+            _terminate(run_id, status)
+
+
+def _terminate(run_id: str, status: str) -> None:
+    try:
+        MlflowClient().set_terminated(run_id, status)
+    except Exception as e:
+        if not store.is_unreachable(e):
+            raise
+        if status == "FINISHED":  # the work is done, but MLflow cannot be told so
+            raise store.unreachable_error(e) from None
+        # Already failing: the error in flight says more; the next `mpops run` marks this run KILLED.
 
 
 def start_run(experiment: str, run_name: str, artifact_location: str | None,
               parent_id: str | None = None, tags: dict[str, str] | None = None) -> str:
     client = MlflowClient()
     exp_id = _experiment_id(client, experiment, artifact_location)
-    all_tags = {"mlflow.runName": run_name, **(tags or {})}
+    all_tags = {"mlflow.runName": run_name, **owner_tags(), **(tags or {})}
     if parent_id:
         all_tags["mlflow.parentRunId"] = parent_id
     return client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
@@ -94,8 +120,20 @@ def system_metrics(run_id: str, interval_s: float):
     monitor.start()
     try:
         yield
-    finally:
-        monitor.finish()
+    except Exception:
+        _stop(monitor)
+        raise
+    except BaseException:
+        store.fail_fast()  # stopped from outside (SIGTERM): no waiting on its daemon thread, nor on a server
+        raise
+    _stop(monitor)
+
+
+def _stop(monitor) -> None:
+    # Its thread may be waiting out a dead server's retries; stopping it would wait once more and its
+    # last flush again: one check (within the budget) first, after which every request fails fast.
+    store.reachable()
+    monitor.finish()
 
 
 def run_url(run_id: str) -> str:

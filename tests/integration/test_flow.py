@@ -103,14 +103,18 @@ def test_bad_split_column_fails_as_a_data_error(prefect_harness, tracking_store,
 
 def test_resume_reuses_a_precision_that_finished_before_the_kill(prefect_harness, tracking_store, tmp_path,
                                                                   digits_csv, monkeypatch):
-    """fp32 finished and was checkpointed, then the run died: `--resume` takes fp32 from its checkpoint."""
+    """fp32 finished, was checkpointed and evaluated, then the run died: `--resume` takes fp32 and its
+    evaluation from the checkpoint folder, training and evaluating only what had not finished."""
+    import dataclasses
+
     import torch
     from mlflow import MlflowClient
 
     from flows.common import resolve
     from flows.training import training_flow
-    from pipeline.core.checkpoint import Checkpointing, checkpoint_path, run_key
+    from pipeline.core.checkpoint import Checkpointing, checkpoint_path, run_key, save_eval
     from pipeline.core.data import load_dataset, split_dataset
+    from pipeline.core.evaluate import Latency, evaluate
     from pipeline.core.provenance import collect_provenance
     from pipeline.core.train import train
 
@@ -119,17 +123,24 @@ def test_resume_reuses_a_precision_that_finished_before_the_kill(prefect_harness
     _, cfg = resolve(data=str(digits_csv), overrides=overrides)
     key = run_key(cfg.train, cfg.data, collect_provenance(ROOT, (str(digits_csv),)).data_md5)
     sp = split_dataset(load_dataset(digits_csv), cfg.data.test_size, cfg.data.split_seed)
-    before = train(sp, cfg.train, "fp32", Checkpointing(checkpoint_path(tmp_path / "ckpt", key, "fp32"), 1, False),
-                   device=torch.device("cpu"))
+    ckpt = checkpoint_path(tmp_path / "ckpt", key, "fp32")
+    before = train(sp, cfg.train, "fp32", Checkpointing(ckpt, 1, False), device=torch.device("cpu"))
+    # Latency figures no second measurement would reproduce: they show which evaluation the run used.
+    kept = dataclasses.replace(evaluate(before.model, sp, before.policy, cfg.gate.fgsm_epsilon, 2),
+                               latency=Latency(1.0, 2.0, 3.0, 4.0, 5.0))
+    save_eval(ckpt, kept)
 
     state = training_flow(data=str(digits_csv), overrides=overrides, resume=True, return_state=True)
     assert state.is_completed(), state.message
-    fp32 = state.result().results[0]
-    assert fp32.samples_per_s == before.samples_per_s  # not retrained: the figures of the finished run
+    fp32, fp32_eval = state.result().results[0], state.result().evals[0]
+    assert fp32.restored and fp32.samples_per_s == before.samples_per_s  # not retrained: the finished run's figures
     assert fp32.epoch_losses == before.epoch_losses
+    assert fp32_eval.latency == kept.latency and (fp32_eval.probabilities == kept.probabilities).all()
+    assert not state.result().results[1].restored  # bf16 had not started: trained now
     runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("mpops").experiment_id],
                                       "tags.mlflow.runName = 'fp32'")
     assert runs[0].data.metrics["train.samples_per_s"] == pytest.approx(before.samples_per_s)
+    assert runs[0].data.metrics["eval.latency.p50_ms_batch256"] == 3.0 and runs[0].data.tags["train.restored"] == "true"
     assert not (tmp_path / "ckpt" / key).exists()  # a completed run leaves nothing to resume
 
 
@@ -152,3 +163,41 @@ def test_probe_drops_a_broken_candidate_before_full_training(prefect_harness, tr
     parent = MlflowClient().get_run(outcome.parent_run_id)
     assert parent.data.tags["probe.dropped"].startswith("fp16: ")
     assert "probe.fp16.samples_per_s" in parent.data.metrics
+
+
+def test_an_unreachable_tracking_store_stops_the_run_before_training(prefect_harness, tracking_store, tmp_path,
+                                                                      digits_csv, monkeypatch, capsys):
+    """Exit 6 with one line naming the store, after the retry budget, and nothing trained."""
+    import socket
+
+    from flows.cli import main
+    from tests.integration.test_servers import exit_code
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket closes
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(ROOT)
+    sets = [f"{k}={v}" for k, v in {**TINY, **_private(tmp_path), "registry.unreachable_after_s": 2}.items()]
+    code = exit_code(main, ["run", "--data", str(digits_csv), *[a for s in sets for a in ("--set", s)]])
+    assert code == 6
+    first = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("error: "))
+    assert first == f"error: MLflow tracking store {uri} unreachable (Connection refused); nothing was registered"
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "val").exists()  # stopped before validation
+
+
+def test_require_pinned_refuses_other_data_with_exit_3(prefect_harness, tracking_store, tmp_path, digits_csv,
+                                                       monkeypatch, capsys):
+    from mlflow import MlflowClient
+
+    from flows.cli import main
+    from tests.integration.test_servers import exit_code
+
+    monkeypatch.chdir(ROOT)
+    sets = [f"{k}={v}" for k, v in {**TINY, **_private(tmp_path)}.items()]
+    code = exit_code(main, ["run", "--require-pinned", "--data", str(digits_csv),
+                            *[a for s in sets for a in ("--set", s)]])
+    assert code == 3
+    first = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("error: "))
+    assert first.startswith(f"error: data: --require-pinned: {digits_csv} has DVC md5 ")
+    assert MlflowClient().get_experiment_by_name("mpops") is None  # refused before any run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -163,7 +164,9 @@ def test_pipeline_registers_on_a_real_mlflow_server(mlflow_server, prefect_serve
         assert str(version.version) == "1"
         assert set(DESIGN_TAGS) <= set(version.tags), set(DESIGN_TAGS) - set(version.tags)
         assert version.tags["precision"] in PRECISIONS.split(",") and version.tags["gate.passed"] == "true"
-        assert version.tags["data.md5"] == dvc_md5(ROOT)  # the md5 recorded in data.dvc
+        # --data is a copy outside data/: tagged with its own DVC hash, which is not what data.dvc pins
+        assert version.tags["data.md5"] == hashlib.md5(digits_csv.read_bytes()).hexdigest()
+        assert version.tags["data.dvc_md5"] == dvc_md5(ROOT) and version.tags["data.pinned"] == "false"
         assert version.tags["validation.passed"] == "true"
         for alias in ("champion", "challenger"):
             assert str(client.get_model_version_by_alias(MODEL, alias).version) == "1"
@@ -373,3 +376,75 @@ def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
 
 
 FLOW_NAMES = {"nightly-retrain": "mpops-training", "hourly-monitor": "mpops-monitoring"}
+
+
+def _mlflow_server(tmp_path: Path, port: int) -> Server:
+    """An `mlflow server` on a fixed port, its store and artifacts in tmp_path: stopped and started again, it
+    comes back with the same runs."""
+    env = {**base_env(tmp_path), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = Server("mlflow server", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                                      "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                      "--serve-artifacts", "--artifacts-destination", str(tmp_path / "artifacts")],
+                    env, tmp_path / f"mlflow-server-{time.monotonic_ns()}.log", port, f"http://127.0.0.1:{port}/health")
+    server.wait_healthy(timeout=90)
+    return server
+
+
+def test_a_tracking_server_lost_mid_run_fails_within_the_budget_and_resume_registers_without_training(
+        tmp_path, digits_csv):
+    """The server dies while fp32 trains. Training needs no server and goes on; the first request after it
+    (logging fp32's figures) gives up after registry.unreachable_after_s, and the run ends with exit 6 and one
+    line, registering nothing and keeping fp32's training and evaluation. Once the server is back,
+    `mpops run --resume` registers without training fp32 again, and marks the lost run's runs KILLED."""
+    from mlflow import MlflowClient
+
+    port, budget = free_port(), 10
+    uri = f"http://127.0.0.1:{port}"
+    env = {**base_env(tmp_path), "MLFLOW_TRACKING_URI": uri}
+    sets = [*TINY, "train.epochs=6", "train.batch_size=32", "train.checkpoint_every=1", "gate.min_speedup=0.01",
+            f"registry.unreachable_after_s={budget}", f"validation.report_dir={tmp_path / 'val'}",
+            "validation.label_errors=false", f"train.checkpoint_dir={tmp_path / 'ckpt'}"]
+    argv = [str(BIN / "mpops"), "run", "--data", str(digits_csv), "--precisions", PRECISIONS,
+            *[a for s in sets for a in ("--set", s)]]
+    server = _mlflow_server(tmp_path, port)
+    log = tmp_path / "run.log"
+    try:
+        with log.open("wb") as sink:
+            run = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 400
+        while not list((tmp_path / "ckpt").glob("*/fp32.pt")):
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    lost = time.monotonic()
+    try:
+        run.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        pytest.fail(f"mpops run still running 300 s after its tracking server died:\n{log.read_text()[-3000:]}")
+    waited, output = time.monotonic() - lost, log.read_text()
+    assert run.returncode == 6, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: MLflow tracking store {uri} unreachable (Connection refused); nothing was registered"]
+    assert "`mpops run --resume` registers without training again" in output
+    assert "Traceback" not in output, output[-3000:]
+    assert not live_members(run.pid)
+    [kept] = list((tmp_path / "ckpt").glob("*/fp32.eval.pt"))
+
+    server = _mlflow_server(tmp_path, port)
+    try:
+        client = MlflowClient(uri, uri)
+        assert client.search_model_versions(f"name='{MODEL}'") == []  # nothing half-registered
+        left = {r.info.run_id for r in client.search_runs([client.get_experiment_by_name("mpops").experiment_id])}
+        resumed = subprocess.run([*argv, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert "fp32: restored from its finished checkpoint, not trained again" in resumed.stdout + resumed.stderr
+        [version] = client.search_model_versions(f"name='{MODEL}'")
+        assert version.tags["gate.passed"] == "true" and version.tags["mlflow.parent_run_id"] not in left
+        assert {client.get_run(r).info.status for r in left} == {"KILLED"}  # marked by the resumed run
+    finally:
+        server.stop()
+    assert not kept.exists()  # a completed run leaves nothing to resume
+    print(f"exit 6 came {waited:.1f} s after the server had stopped (budget {budget} s)")

@@ -100,3 +100,16 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]  # nothing listens once the socket closes
+
+
+def test_the_monitor_reads_a_batch_path_that_exists_and_serve_refuses_one_that_does_not(tmp_path):
+    from flows.deployments import served_deployments
+    from pipeline.core.errors import ConfigError
+
+    hourly = next(d for d in SPEC["deployments"] if d["name"] == "hourly-monitor")
+    assert (ROOT / hourly["parameters"]["batch"]).is_dir()  # the landing folder ships with the project
+    (tmp_path / "prefect.yaml").write_text((ROOT / "prefect.yaml").read_text())  # a project without it
+    with pytest.raises(ConfigError) as refused:
+        served_deployments(tmp_path)
+    assert str(refused.value) == (f"{tmp_path / 'prefect.yaml'}: hourly-monitor's batch 'incoming' does not exist "
+                                  f"in {tmp_path}; create it or point the parameter at an existing file or folder")

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.core import strict_json
 from pipeline.core.config import DataConfig, ValidationConfig
 from pipeline.core.data import SPLIT_COLUMN, assign_split
 from pipeline.core.errors import ConfigError, DataValidationError
@@ -56,7 +57,7 @@ class ValidationReport:
         return tuple(c.warning for c in self.checks if c.warning)
 
     def to_json(self) -> str:
-        return json.dumps({"suite": self.suite, "rows": self.rows, "passed": self.passed,
+        return strict_json.dumps({"suite": self.suite, "rows": self.rows, "passed": self.passed,
                            "failed": [c.name for c in self.failed], "warnings": list(self.warnings),
                            "label_suspects": len(self.label_suspects),
                            "checks": [asdict(c) for c in self.checks]}, indent=2, default=str)

@@ -1,0 +1,145 @@
+"""What an mpops process starts besides itself, and how it stops: nothing it started may outlive it.
+
+- Prefect's temporary API server (no PREFECT_API_URL): Prefect would start it as a child process that
+  outlives a parent killed with SIGKILL. mpops starts it itself, with Linux's PR_SET_PDEATHSIG, so the
+  kernel kills it when mpops dies, however it dies; on the way out mpops stops it first.
+- SIGTERM, how workers, schedulers and CI stop a job, unwinds the process like Ctrl+C: MLflow runs end
+  KILLED, a half-made model version is deleted, the server stops; exit 143. Should the unwinding hang
+  (a tracking server that accepts connections but never answers), the process exits after TERM_GRACE_S.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Iterator
+
+from pipeline.core.errors import ServiceUnavailable
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+TERM_GRACE_S = 20.0
+DRAIN_S = 5.0  # Prefect's log and event workers flush to the server before it stops
+
+
+def _die_with(parent: int, prctl) -> None:
+    """In the child, between fork and exec: SIGKILL when the parent dies; and at once if it already has."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _pdeathsig_hook():
+    if not sys.platform.startswith("linux"):
+        return None  # elsewhere the server stops on the way out, and a SIGKILL leaves it behind
+    return functools.partial(_die_with, os.getpid(), ctypes.CDLL(None, use_errno=True).prctl)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server() -> tuple[subprocess.Popen, str]:
+    """The same server Prefect's temporary one is (uvicorn with Prefect's app factory, no UI), on 127.0.0.1."""
+    import httpx
+    import prefect
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, get_current_settings
+
+    port = _free_port()
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+           **get_current_settings().to_environment_variables(exclude_unset=True)}
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+            "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
+            "error", "--lifespan", "on"]
+    server = subprocess.Popen(argv, env=env, preexec_fn=_pdeathsig_hook())  # noqa: PLW1509  before any training thread
+    url, timeout = f"http://127.0.0.1:{port}/api", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return server, url
+        time.sleep(0.2)
+    _stop(server)
+    raise ServiceUnavailable(f"Prefect's temporary server did not start within {timeout:g} s (exit code "
+                             f"{server.returncode}); start one (`prefect server start`) and set PREFECT_API_URL")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[None]:
+    """For a command's flows: SIGTERM ends them as Terminated, and their Prefect API is PREFECT_API_URL's
+    server, else a temporary one of this process, stopped on the way out."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with _stopped_by_sigterm():
+        if PREFECT_API_URL.value():
+            yield
+            return
+        server, url = _start_server()
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                try:
+                    yield
+                finally:
+                    _drain()
+        finally:
+            _stop(server)
+
+
+def _drain() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=DRAIN_S)
+    EventsWorker.drain_all(timeout=DRAIN_S)
+
+
+class Terminated(SystemExit):
+    """SIGTERM, as an exception: it unwinds the process (and every `finally`) like Ctrl+C."""
+
+
+def _on_sigterm(signum: int, frame) -> None:
+    watchdog = threading.Timer(TERM_GRACE_S, os._exit, args=(128 + signum,))
+    watchdog.daemon = True
+    watchdog.start()
+    raise Terminated(128 + signum)
+
+
+def exit_at_once(code: int) -> None:
+    """After SIGTERM, once the clean-up above has run: no interpreter finalization, whose garbage collection
+    over torch, pandas, Prefect and MLflow objects takes seconds to tens of seconds on a loaded machine."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM raises Terminated (exit 143) in the main thread; during a flow run Prefect's own handler comes
+    first (the flow run ends Crashed), then hands the signal on to this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
