@@ -1,0 +1,143 @@
+"""`mpops` commands that validate and train: run, validate, expectations, sweep, noise-floor."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from flows.cli_base import ConfigOpt, DataOpt, QuietOpt, SetOpt, use_progress, say, tracking_uri, app, err, out
+from flows.common import resolve
+from pipeline.core.errors import ConfigError, MpopsError
+
+
+@app.command()
+def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
+        precisions: Optional[str] = typer.Option(None, "--precisions",
+                                                 help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8"),
+        set_: list[str] = SetOpt,
+        resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints"),
+        report: Optional[Path] = typer.Option(None, "--report", help="write the gate report (JSON) here, pass or fail"),
+        require_pinned: bool = typer.Option(False, "--require-pinned",
+                                            help="refuse (exit 3) data other than what data.dvc pins"),
+        quiet: bool = QuietOpt) -> None:
+    """Validate, train every precision, gate against fp32, register the selected model."""
+    from pipeline.core import distributed
+
+    root, cfg = resolve(config, data, precisions, set_)
+    if not distributed.init_from_env().is_main:
+        _follow(cfg)  # torchrun: this rank only trains; rank 0 runs the pipeline and logs
+        return
+    if resume and distributed.world().size > 1:
+        raise ConfigError("--resume continues single-process runs only; run it without torchrun")
+    use_progress(quiet)
+    from flows.processes import prefect_api
+    from flows.training import training_flow
+    from flows.run_output import print_run, write_run_report
+
+    try:
+        with prefect_api():
+            outcome = training_flow(str(config) if config else None, data, precisions, set_, resume, require_pinned)
+    except MpopsError as e:
+        if report:
+            write_run_report(report, error=e)
+        raise
+    finally:
+        distributed.announce("done")
+        distributed.shutdown()
+    if report:
+        write_run_report(report, outcome=outcome)
+    print_run(out, outcome, cfg, root, tracking_uri(), report)
+
+
+def _follow(cfg) -> None:
+    from pipeline.core import distributed
+    from pipeline.core.data import load_dataset, split_dataset
+    from pipeline.core.device import resolve_device
+    from pipeline.core.follower import follow
+
+    split = split_dataset(load_dataset(cfg.data.path, cfg.data.label_column), cfg.data.test_size, cfg.data.split_seed)
+    try:
+        follow(split, cfg.train, resolve_device(cfg.train.device))
+    finally:
+        distributed.shutdown()
+
+
+@app.command()
+def validate(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt, set_: list[str] = SetOpt) -> None:
+    """Run only the data validation stage; the report goes to validation.report_dir."""
+    from pipeline.core.data import load_dataset
+    from pipeline.core.validation.report import write_report
+    from pipeline.core.validation.validate import validate_frame
+
+    root, cfg = resolve(config, data, None, set_)
+    ds = load_dataset(cfg.data.path, cfg.data.label_column)
+    report = validate_frame(ds.frame, root / cfg.validation.suite, cfg.validation, cfg.data)
+    paths = write_report(report, root / cfg.validation.report_dir)
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    report.raise_if_failed(where=str(paths["report"].parent))
+    say(f"data validation passed: {len(report.checks)} checks on {report.rows} rows ({report.suite}), "
+         f"{len(report.warnings)} warning(s); report {paths['report']}, Data Docs {paths['data_docs']}, "
+         f"label suspects {paths['label_issues']} ({len(report.label_suspects)} rows)")
+
+
+expectations_app = typer.Typer(no_args_is_help=True, help="Great Expectations suites under expectations/.")
+app.add_typer(expectations_app, name="expectations")
+
+
+@expectations_app.command("init")
+def expectations_init(data: str = typer.Option(..., "--data", help="a trusted reference CSV/Parquet file or folder"),
+                      name: str = typer.Option(..., "--name", help="suite name; writes expectations/NAME.json"),
+                      label: Optional[str] = typer.Option(None, "--label", help="label column (default: config)"),
+                      force: bool = typer.Option(False, "--force", help="overwrite an existing suite"),
+                      config: Optional[Path] = ConfigOpt) -> None:
+    """Write a suite (schema, ranges, label set, class shares) inferred from a reference file, for review."""
+    from pipeline.core.data import load_dataset
+    from pipeline.core.validation.suite import infer_suite, write_suite
+
+    root, cfg = resolve(config, data)
+    label_column = label or cfg.data.label_column
+    ds = load_dataset(cfg.data.path, label_column)
+    suite = infer_suite(ds.frame, name, label_column, data)
+    path = write_suite(suite, root / "expectations", force)
+    say(f"wrote {path} ({len(suite['expectations'])} expectations from {len(ds.frame)} rows); review it, "
+         "then point validation.suite at it and commit it")
+
+
+@app.command()
+def sweep(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
+          set_: list[str] = typer.Option([], "--set", help="e.g. --set sweep.batch_sizes=128,512"),
+          quiet: bool = QuietOpt) -> None:
+    """Train every available precision (and sweep.batch_sizes) as nested runs; log the trade-off table and
+    Pareto plot; name the precision the gate would pick. Registers nothing."""
+    resolve(config, data, None, set_)  # a bad config stops here, before Prefect starts
+    use_progress(quiet)
+    from flows.processes import prefect_api
+    from flows.sweep import sweep_flow
+
+    with prefect_api():
+        outcome = sweep_flow(str(config) if config else None, data, set_)
+    say(outcome.table)
+    picks = "; ".join(f"batch {b}: {p or 'nothing passed'}" for b, p in outcome.picks)
+    say(f"The gate would pick: {picks}. Pareto plot {outcome.plot}; parent run {outcome.parent_run_id} "
+         f"in {tracking_uri()}")
+
+
+@app.command("noise-floor")
+def noise_floor(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
+                seeds: Optional[int] = typer.Option(None, "--seeds", help="fp32 trainings (default sweep.noise_seeds)"),
+                set_: list[str] = SetOpt, quiet: bool = QuietOpt) -> None:
+    """Train fp32 with N seeds; report the spread of every gated figure and the tolerances it suggests."""
+    resolve(config, data, None, [*set_, *([f"sweep.noise_seeds={seeds}"] if seeds is not None else [])])
+    use_progress(quiet)
+    from flows.processes import prefect_api
+    from flows.sweep import noise_floor_flow
+
+    with prefect_api():
+        outcome = noise_floor_flow(str(config) if config else None, data, set_, seeds)
+    say(outcome.report)
+    tight = [r.config_key for r in outcome.rows if r.tighter_than_noise]
+    say(("Tighter than the noise (fp32 alone can fail them): " + ", ".join(tight)) if tight else
+         "Every configured tolerance is looser than the seed-to-seed noise.")
+    say(f"Parent run {outcome.parent_run_id} in {tracking_uri()}")
