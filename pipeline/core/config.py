@@ -154,6 +154,17 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """The servability check before `champion` moves, and batch scoring (`mpops predict`)."""
+
+    check: bool = True  # load the new version in a fresh process and compare its predictions before promoting
+    check_rows: int = 256  # test rows the fresh process scores (the input example too)
+    check_repeats: int = 20  # timed calls at batch 1 and at batch 64
+    check_timeout_s: float = 120.0  # the fresh process is stopped, and the check failed, past this
+    predict_chunk_rows: int = 50000  # `mpops predict` reads, scores and writes this many rows at a time
+
+
+@dataclass(frozen=True)
 class Config:
     precisions: tuple[str, ...] = DEFAULT_CANDIDATES
     data: DataConfig = field(default_factory=DataConfig)
@@ -164,6 +175,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
     def as_flat_dict(self) -> dict[str, Any]:
         """Dotted keys (`train.lr`) for MLflow params."""

@@ -1,0 +1,90 @@
+"""The servability check against a private SQLite store: a fresh process loads the version from the registry
+and must predict what the trained model predicts here, else champion does not move."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from pipeline.core.config_load import load_config
+from pipeline.core.data import load_dataset, split_dataset
+from pipeline.core.promotion import PromotionDecision
+from pipeline.core.servability import in_process_predictions, judge
+from pipeline.core.train import train
+from pipeline.tracking import history, registry, serve_probe
+from pipeline.tracking.runs import start_run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+NAME = "digits-classifier"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, digits_frame):
+    path = tmp_path_factory.mktemp("d") / "digits.csv"
+    digits_frame.to_csv(path, index=False)
+    cfg = load_config(overrides=["train.hidden_size=32", "train.hidden_layers=1", "train.epochs=3",
+                                 "precisions=fp32"])
+    sp = split_dataset(load_dataset(path), 0.2, 0)
+    return sp, train(sp, cfg.train, "fp32", device=torch.device("cpu"))
+
+
+def _check(sp, result):
+    rows = registry.input_example(sp, 32)
+    expected_rows = in_process_predictions(result.model, result.policy, rows.to_numpy(), tuple(sp.classes))
+    expected_example = in_process_predictions(result.model, result.policy, registry.input_example(sp).to_numpy(),
+                                              tuple(sp.classes))
+
+    def check(version: str):
+        report = serve_probe.probe(f"models:/{NAME}/{version}", rows, repeats=3, timeout_s=300)
+        return judge(report, expected_example, expected_rows, result.precision)
+    return check
+
+
+def _logged(sp, result, artifacts: Path) -> tuple[str, Path]:
+    run_id = start_run("t", "fp32", str(artifacts))
+    uri = registry.log_model(run_id, result, sp)
+    return uri, Path(mlflow.get_logged_model(uri.split("/")[-1]).artifact_location.removeprefix("file://"))
+
+
+def test_a_servable_version_passes_and_records_its_latency(tracking_store, trained, tmp_path):
+    sp, result = trained
+    uri, _ = _logged(sp, result, tmp_path / "a")
+    reg = registry.register(NAME, uri, {"precision": "fp32"}, "d", PromotionDecision(True, "no champion yet"),
+                            check=_check(sp, result))
+    assert reg.serve_check.passed, reg.serve_check.reason
+    assert set(reg.aliases) == {"champion", "challenger"}
+    client = MlflowClient()
+    tags = client.get_model_version(NAME, reg.version).tags
+    assert tags["serve.check"] == "passed"
+    for key in ("serve.load_s", "serve.p50_ms_b1", "serve.p95_ms_b1", "serve.p50_ms_b64", "serve.p95_ms_b64"):
+        assert float(tags[key]) > 0
+    run = client.get_run(client.get_model_version(NAME, reg.version).run_id)
+    assert run.data.metrics["serve.p95_ms_b64"] >= run.data.metrics["serve.p50_ms_b64"] > 0
+    moves = [(e["alias"], e["version"]) for e in history.read(client, NAME)]
+    assert moves == [("challenger", reg.version), ("champion", reg.version)]
+
+
+@pytest.mark.parametrize("plant", ["weights", "code"])
+def test_an_unloadable_version_fails_the_check_and_never_takes_champion(tracking_store, trained, tmp_path, plant):
+    sp, result = trained
+    good_uri, _ = _logged(sp, result, tmp_path / "good")
+    first = registry.register(NAME, good_uri, {"precision": "fp32"}, "d", PromotionDecision(True, "no champion"),
+                              check=_check(sp, result))
+    bad_uri, folder = _logged(sp, result, tmp_path / "bad")
+    if plant == "weights":
+        (folder / "artifacts" / "bundle" / "weights.pt").unlink()
+    else:  # the bundle's code gone: the project is not importable in the fresh process either
+        shutil.rmtree(folder / "code")
+    bad = registry.register(NAME, bad_uri, {"precision": "fp32"}, "d", PromotionDecision(True, "better", first.version),
+                            check=_check(sp, result))
+    assert not bad.serve_check.passed
+    assert "does not load or score in a fresh process" in bad.serve_check.reason
+    assert bad.aliases == ("challenger",)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == first.version
+    tags = client.get_model_version(NAME, bad.version).tags
+    assert tags["serve.check"] == "failed" and "servability check" in tags["registry.champion_decision"]
