@@ -162,6 +162,7 @@ class ServingConfig:
     check_repeats: int = 20  # timed calls at batch 1 and at batch 64
     check_timeout_s: float = 120.0  # the fresh process is stopped, and the check failed, past this
     predict_chunk_rows: int = 50000  # `mpops predict` reads, scores and writes this many rows at a time
+    predict_drift_rows: int = 20000  # a uniform sample of this many scored rows goes to the drift monitor
 
 
 @dataclass(frozen=True)

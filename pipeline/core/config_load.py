@@ -126,7 +126,8 @@ def validate_config(cfg: Config) -> None:
              (cfg.serving.check_rows >= 1 and cfg.serving.check_repeats >= 1,
               "serving.check_rows and serving.check_repeats must be 1 or more"),
              (cfg.serving.check_timeout_s > 0 and cfg.serving.predict_chunk_rows >= 1,
-              "serving.check_timeout_s and serving.predict_chunk_rows must be positive")]
+              "serving.check_timeout_s and serving.predict_chunk_rows must be positive"),
+             (cfg.serving.predict_drift_rows >= 50, "serving.predict_drift_rows must be 50 or more")]
     for ok, message in rules:
         if not ok:
             raise ConfigError(f"config: {message}")

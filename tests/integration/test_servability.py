@@ -88,3 +88,31 @@ def test_an_unloadable_version_fails_the_check_and_never_takes_champion(tracking
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == first.version
     tags = client.get_model_version(NAME, bad.version).tags
     assert tags["serve.check"] == "failed" and "servability check" in tags["registry.champion_decision"]
+
+
+def test_the_training_flow_checks_servability_before_champion_moves(prefect_harness, tracking_store, digits_csv,
+                                                                    tmp_path, monkeypatch):
+    """First run: the real check passes and champion moves. Second run: the fresh process cannot load the version
+    (planted), so the flow fails with the check's reason (exit 4) and the new version is challenger only."""
+    from flows.training import training_flow
+    from pipeline.core.errors import NotServable
+    from pipeline.core.servability import ProbeReport
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    overrides = {"train.hidden_size": 64, "train.hidden_layers": 1, "train.epochs": 6, "train.batch_size": 128,
+                 "precisions": "fp32", "probe.steps": 0, "serving.check_repeats": 3,
+                 "validation.report_dir": str(tmp_path / "val"), "train.checkpoint_dir": str(tmp_path / "ckpt")}
+    first = training_flow(data=str(digits_csv), overrides=overrides)
+    assert first.registration.serve_check.passed, first.registration.serve_check.reason
+    client = MlflowClient()
+    assert client.get_model_version(NAME, "1").tags["serve.check"] == "passed"
+    monkeypatch.setattr(serve_probe, "probe", lambda *a, **k: ProbeReport(error="ModuleNotFoundError: pipeline"))
+    state = training_flow(data=str(digits_csv), overrides={**overrides, "train.seed": 1}, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(NotServable, match="version 2 failed the servability check.*challenger only") as err:
+        state.result()
+    assert err.value.exit_code == 4
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "2"
+    assert "ModuleNotFoundError" in client.get_model_version(NAME, "2").tags["serve.reason"]
