@@ -94,7 +94,8 @@ def register(cfg: Config, sp: Split, chosen: Trained, model_uri: str, tags: dict
     a version that fails the servability check stays challenger only, and the run fails (exit 4)."""
     reg = registry.register(cfg.registry.model_name, model_uri, tags, description, decision,
                             redecide=partial(champion_decision, cfg, sp, chosen),
-                            check=servability_check(cfg, sp, chosen))
+                            check=servability_check(cfg, sp, chosen),
+                            check_s=cfg.serving.check_timeout_s if cfg.serving.check else 0.0)
     if reg.serve_check is not None and not reg.serve_check.passed:
         raise NotServable(f"{reg.model_name} version {reg.version} failed the servability check: "
                           f"{reg.serve_check.reason}; it is challenger only, champion unchanged")

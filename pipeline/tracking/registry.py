@@ -144,7 +144,7 @@ def _ensure_model(client: MlflowClient, name: str) -> None:
 
 def register(name: str, model_uri: str, tags: dict[str, str], description: str, decision: PromotionDecision,
              redecide: Callable[[], PromotionDecision] | None = None,
-             check: Callable[[str], ServeCheck] | None = None) -> Registration:
+             check: Callable[[str], ServeCheck] | None = None, check_s: float = 0.0) -> Registration:
     """Register the version with its tags and description, then move the aliases the decision allows.
 
     All of it under the champion lock (pipeline.tracking.champion_lock), where the decision is checked
@@ -152,10 +152,12 @@ def register(name: str, model_uri: str, tags: dict[str, str], description: str, 
     at once act as if they came one after another, in version order. A failure before the aliases
     move deletes the half-made version, so the registry never shows a version without its tags and
     description, and no alias ever points at one. `check` (the servability check) judges the version
-    once it exists and before any alias moves: a version that fails it becomes challenger only."""
+    once it exists and before any alias moves: a version that fails it becomes challenger only. It may take
+    up to `check_s` seconds, so the lock counts as stale only past that much more."""
     client = MlflowClient()
     _ensure_model(client, name)
-    with champion_lock(client, name):
+    stale_s = max(120.0, check_s + 120.0)
+    with champion_lock(client, name, wait_s=max(300.0, 3 * stale_s), stale_after_s=stale_s):
         decision = _still_valid(client, name, decision, redecide)
         version = mlflow.register_model(model_uri, name, tags=tags)
         try:

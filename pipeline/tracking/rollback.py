@@ -46,7 +46,8 @@ def rollback(name: str, reason: str, to: str | None = None, force: bool = False)
         client.get_registered_model(name)
     except MlflowException:
         raise ConfigError(f"rollback: no registered model {name}; run `mpops run` first") from None
-    with champion_lock(client, name):
+    # A registration holds the lock through its servability check: waited for, never broken as stale early.
+    with champion_lock(client, name, wait_s=900.0, stale_after_s=600.0):
         current = _champion_version(client, name)
         target = _target(client, name, current, to)
         try:
