@@ -6,12 +6,12 @@ from typing import Optional
 
 import typer
 
-from flows.cli_base import ConfigOpt, app, say, tracking_uri
+from flows.cli_base import ConfigOpt, ModelUriOpt, app, say, tracking_uri
 from flows.common import resolve
 
 
 @app.command("serve-model")
-def serve_model(model_uri: Optional[str] = typer.Option(None, "--model-uri", help="default models:/NAME@champion"),
+def serve_model(model_uri: Optional[str] = ModelUriOpt,
                 port: int = typer.Option(5001, "--port", min=1, max=65535),
                 host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on"),
                 allow_fallback: bool = typer.Option(False, "--allow-fallback",
