@@ -16,7 +16,7 @@ def serve_model(model_uri: Optional[str] = ModelUriOpt,
                 host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on"),
                 allow_fallback: bool = typer.Option(False, "--allow-fallback",
                                                     help="serve in the precision's fallback where this device "
-                                                         "cannot run it (reported in every response's headers)"),
+                                                         "cannot run it (reported in every response's headers; default: off)"),
                 config: Optional[Path] = ConfigOpt) -> None:
     """Serve a registered model over HTTP (MLflow's scoring server: POST /invocations, GET /ping) until stopped."""
     import uvicorn
@@ -38,7 +38,7 @@ def rollback(reason: str = typer.Option(..., "--reason", help="why: recorded wit
              to: Optional[str] = typer.Option(None, "--to", help="version to move champion to "
                                                                  "(default: the previous champion)"),
              force: bool = typer.Option(False, "--force", help="accept an incomplete version or one that failed "
-                                                               "its gate or servability check"),
+                                                               "its gate or servability check (default: off)"),
              config: Optional[Path] = ConfigOpt) -> None:
     """Move `champion` back to the previous champion (or --to VERSION), recorded in the promotion history."""
     from pipeline.tracking.rollback import rollback as do_rollback
