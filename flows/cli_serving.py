@@ -16,7 +16,8 @@ def serve_model(model_uri: Optional[str] = ModelUriOpt,
                 host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on"),
                 allow_fallback: bool = typer.Option(False, "--allow-fallback",
                                                     help="serve in the precision's fallback where this device "
-                                                         "cannot run it (reported in every response's headers; default: off)"),
+                                                         "cannot run it (reported in every response's headers; "
+                                                         "default: off)"),
                 config: Optional[Path] = ConfigOpt) -> None:
     """Serve a registered model over HTTP (MLflow's scoring server: POST /invocations, GET /ping) until stopped."""
     import uvicorn
