@@ -83,6 +83,9 @@ def test_an_unloadable_version_fails_the_check_and_never_takes_champion(tracking
                             check=_check(sp, result))
     assert not bad.serve_check.passed
     assert "does not load or score in a fresh process" in bad.serve_check.reason
+    # the fresh process fails for the planted reason, not for something else
+    assert {"weights": "weights.pt", "code": "No module named 'pipeline'"}[plant] in bad.serve_check.reason, \
+        bad.serve_check.reason
     assert bad.aliases == ("challenger",)
     client = MlflowClient()
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == first.version
