@@ -19,12 +19,13 @@ from pipeline.core.data import Dataset, Split, load_dataset, split_dataset
 from pipeline.core.device import resolve_device
 from pipeline.core.errors import ServiceUnavailable
 from pipeline.core.evaluate import EvalResult, evaluate
+from pipeline.core.factory import check_factory, is_zoo, load_factory
 from pipeline.core.gate import CandidateMetrics, GateReport, gate
 from pipeline.core.probe import ProbeResult, decide, probe_one
 from pipeline.core.provenance import Provenance, collect_provenance
 from pipeline.core.provenance import require_pinned as require_data_pinned
 from pipeline.core.sweep import mark_pareto, sweep_points
-from pipeline.core.train import TrainResult, train
+from pipeline.core.train import TrainResult, model_spec, train
 from pipeline.core.validation.report import write_report
 from pipeline.core.validation.validate import ValidationReport, validate_frame
 from pipeline.render import markdown, plots, progress
@@ -67,11 +68,21 @@ def split(cfg: Config, ds: Dataset) -> Split:
     return split_dataset(ds, cfg.data.test_size, cfg.data.split_seed)
 
 
+@task(name="check-model", cache_policy=NO_CACHE)
+def check_model(cfg: Config, sp: Split) -> None:
+    """A factory of the user's own builds a module whose output fits the data, or one error line (exit 2)."""
+    spec = model_spec(sp, cfg.train)
+    check_factory(spec.kind, spec.input_spec, spec.n_classes, spec.params)
+
+
 def validated_split(cfg: Config, root: Path, parent_id: str, ds: Dataset) -> tuple[Split, ValidationReport]:
-    """Validation then split, shared by run, sweep and noise-floor: nothing trains on data that failed."""
+    """Validation, split and the model check, shared by run, sweep and noise-floor: nothing trains on data that
+    failed, nor a model that cannot read it."""
     report = validate(cfg, root, ds)
     report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
-    return split(cfg, ds), report
+    sp = split(cfg, ds)
+    check_model(cfg, sp)
+    return sp, report
 
 
 @task(name="train-precision", cache_policy=NO_CACHE)
@@ -177,6 +188,8 @@ def training_flow(config: str | None = None, data: str | None = None, precisions
 
 
 def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: bool = False) -> RunOutcome:
+    if not is_zoo(cfg.train.model):
+        load_factory(cfg.train.model)  # an unimportable factory stops the run before any data is read
     check_tracking_store(cfg)
     ds = load_data(cfg)
     prov = provenance(cfg, root, ds, require_pinned)
