@@ -29,7 +29,7 @@ from pipeline.core.train import TrainResult, model_spec, train
 from pipeline.core.validation.report import write_report
 from pipeline.core.validation.validate import ValidationReport, validate_frame
 from pipeline.render import markdown, plots, progress
-from pipeline.tracking import log, runs
+from pipeline.tracking import lineage, log, runs
 from pipeline.tracking.store import artifact_location, setup_tracking
 
 
@@ -75,12 +75,21 @@ def check_model(cfg: Config, sp: Split) -> None:
     check_factory(spec.kind, spec.input_spec, spec.n_classes, spec.params)
 
 
-def validated_split(cfg: Config, root: Path, parent_id: str, ds: Dataset) -> tuple[Split, ValidationReport]:
+@task(name="log-datasets", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
+def log_datasets(cfg: Config, sp: Split, prov: Provenance, run_ids: list[str]) -> None:
+    """The splits as MLflow dataset inputs of each run, digest = DVC's hash of the data read."""
+    lineage.log_datasets(run_ids, lineage.dataset_inputs(sp, cfg.data.label_column, cfg.data.path, prov.data_md5))
+
+
+def validated_split(cfg: Config, root: Path, parent_id: str, ds: Dataset,
+                    prov: Provenance) -> tuple[Split, ValidationReport]:
     """Validation, split and the model check, shared by run, sweep and noise-floor: nothing trains on data that
     failed, nor a model that cannot read it."""
     report = validate(cfg, root, ds)
     report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
     sp = split(cfg, ds)
+    log_datasets(cfg, sp, prov, [parent_id])
     check_model(cfg, sp)
     return sp, report
 
@@ -196,12 +205,13 @@ def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: 
     with runs.tracked_run(cfg.registry.experiment, "pipeline", artifact_location(root),
                           tags=prov.as_tags()) as parent_id:
         runs.log_values(parent_id, params=cfg.as_flat_dict())
-        sp, validation = validated_split(cfg, root, parent_id, ds)
+        sp, validation = validated_split(cfg, root, parent_id, ds, prov)
         key = run_key(cfg.train, cfg.data, prov.data_md5)
         probes = probe_precisions(cfg, sp, parent_id) if cfg.probe.steps and len(cfg.precisions) > 1 else ()
         dropped = {r.precision for r in probes if r.dropped}
         trained = [train_precision(cfg, sp, p, parent_id, root, checkpointing(cfg, root, key, p, resume))
                    for p in cfg.precisions if p not in dropped]
+        log_datasets(cfg, sp, prov, [t.run_id for t in trained])
         report = gate_candidates(cfg, sp, trained, parent_id)
         log_plots(cfg, sp, trained, report, parent_id)
         selected = selected_or_fail(trained, report)

@@ -51,9 +51,11 @@ def split_reference(model: str) -> tuple[str, str]:
 
 def resolve_file_reference(model: str, folders: tuple[Path, ...]) -> str:
     """A relative `file.py:build` as an absolute one: the first of `folders` that holds the file."""
-    if is_zoo(model) or not is_file_reference(model):
+    if is_zoo(model):
         return model
     target, attribute = split_reference(model)
+    if not is_file_reference(model):
+        return model
     path = Path(target).expanduser()
     candidates = [path] if path.is_absolute() else [f / path for f in folders]
     found = next((c for c in candidates if c.is_file()), None)
