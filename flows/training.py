@@ -19,7 +19,7 @@ from pipeline.core.data import Dataset, Split, load_dataset, split_dataset
 from pipeline.core.device import resolve_device
 from pipeline.core.errors import ServiceUnavailable
 from pipeline.core.evaluate import EvalResult, evaluate
-from pipeline.core.factory import check_factory, is_zoo, load_factory
+from pipeline.core.factory import check_factory, is_zoo, load_factory, source_digest
 from pipeline.core.gate import CandidateMetrics, GateReport, gate
 from pipeline.core.probe import ProbeResult, decide, probe_one
 from pipeline.core.provenance import Provenance, collect_provenance
@@ -206,7 +206,7 @@ def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: 
                           tags=prov.as_tags()) as parent_id:
         runs.log_values(parent_id, params=cfg.as_flat_dict())
         sp, validation = validated_split(cfg, root, parent_id, ds, prov)
-        key = run_key(cfg.train, cfg.data, prov.data_md5)
+        key = run_key(cfg.train, cfg.data, prov.data_md5, source_digest(cfg.train.model))
         probes = probe_precisions(cfg, sp, parent_id) if cfg.probe.steps and len(cfg.precisions) > 1 else ()
         dropped = {r.precision for r in probes if r.dropped}
         trained = [train_precision(cfg, sp, p, parent_id, root, checkpointing(cfg, root, key, p, resume))

@@ -157,6 +157,19 @@ def source_to_ship(model: str) -> Path | None:
     return origin.parent if origin.name == "__init__.py" else origin
 
 
+def source_digest(model: str) -> str:
+    """md5 of the factory's shipped source ("" for the zoo and installed packages): an edited model file is
+    another run, whose checkpoints `--resume` must not continue."""
+    source = source_to_ship(model)
+    if source is None or not source.exists():
+        return ""
+    files = sorted(source.rglob("*.py")) if source.is_dir() else [source]
+    h = hashlib.md5()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def count_flops(net: Any, n_features: int) -> int:
     """Forward FLOPs per sample of a module, counted by torch on one row (matmuls and convolutions)."""
     import torch

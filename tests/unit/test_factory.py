@@ -86,3 +86,18 @@ def test_a_factory_model_sits_behind_the_standardisation_and_counts_its_flops(tm
     from pipeline.core.models import with_flops
 
     assert with_flops(spec, model).flops_per_sample == 2 * (64 * 4 * 9 + 4 * 64 * 3)
+
+
+def test_an_edited_model_file_is_another_run_for_resume(tmp_path):
+    from pipeline.core.checkpoint import run_key
+    from pipeline.core.config import DataConfig, TrainConfig
+    from pipeline.core.factory import source_digest
+
+    model_file = tmp_path / "net.py"
+    model_file.write_text(TINY.read_text())
+    cfg = TrainConfig(model=f"{model_file}:build")
+    before = run_key(cfg, DataConfig(), "abc", source_digest(cfg.model))
+    model_file.write_text(TINY.read_text() + "\n# wider\n")
+    assert run_key(cfg, DataConfig(), "abc", source_digest(cfg.model)) != before
+    assert source_digest("mlp") == "" and run_key(TrainConfig(), DataConfig(), "abc", "") == \
+        run_key(TrainConfig(), DataConfig(), "abc")
