@@ -3,7 +3,8 @@
 MLflow's UI lists them in the run's Datasets panel: name, digest, source and the split as context.
 The digest is DVC's hash of the data read (`data.md5`), the one a pinned data.dvc records, so a run
 names exactly the data `dvc checkout` brings back. MLflow keeps one input per name and digest in a
-run, so each split is a dataset of its own name: `<data>-train`, `<data>-test`.
+run, so each split is a dataset of its own name: `<data>-train`, `<data>-test`; a monitored batch is
+`<batch>-monitor` in its monitoring run.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import mlflow.data
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag
@@ -30,16 +32,22 @@ def split_frames(split: Split, label_column: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def frame_input(frame: pd.DataFrame, source: str, digest: str, context: str, targets: str | None) -> DatasetInput:
+    name = f"{Path(source).stem or 'data'}-{context}"
+    with warnings.catch_warnings():  # a local path matches two equivalent MLflow source kinds; either will do
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+        ds = mlflow.data.from_pandas(frame, source=source, targets=targets, name=name, digest=digest)
+    return DatasetInput(ds._to_mlflow_entity(), [InputTag(CONTEXT, context)])
+
+
 def dataset_inputs(split: Split, label_column: str, source: str, digest: str) -> list[DatasetInput]:
-    stem = Path(source).stem or "data"
-    inputs = []
-    for context, frame in split_frames(split, label_column).items():
-        with warnings.catch_warnings():  # a local path matches two equivalent MLflow source kinds; either will do
-            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
-            ds = mlflow.data.from_pandas(frame, source=source, targets=label_column, name=f"{stem}-{context}",
-                                         digest=digest)
-        inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag(CONTEXT, context)]))
-    return inputs
+    return [frame_input(frame, source, digest, context, label_column)
+            for context, frame in split_frames(split, label_column).items()]
+
+
+def batch_input(x: np.ndarray, feature_columns: tuple[str, ...], source: str, digest: str) -> DatasetInput:
+    """A monitored batch, context `monitor`: its feature columns as scored."""
+    return frame_input(pd.DataFrame(x, columns=list(feature_columns)), source, digest, "monitor", None)
 
 
 def log_datasets(run_ids: list[str], inputs: list[DatasetInput]) -> None:
