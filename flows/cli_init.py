@@ -14,7 +14,8 @@ from flows.cli_base import app, say
 def init(data: str = typer.Option(..., "--data", help="the CSV/Parquet file or folder to train on"),
          name: str = typer.Option(..., "--name", help="names the config (NAME.yaml), the suite and the model"),
          label: str = typer.Option("label", "--label", help="the label column"),
-         force: bool = typer.Option(False, "--force", help="overwrite files an earlier init wrote")) -> None:
+         force: bool = typer.Option(False, "--force",
+                                    help="overwrite files an earlier init wrote (default: off)")) -> None:
     """Write NAME.yaml, expectations/NAME.json (inferred from the data, for review) and the data's DVC pointer;
     print the command that runs the pipeline on it."""
     from pipeline.core import project_init
