@@ -8,8 +8,9 @@ from torch import nn
 
 def build(input_spec, n_classes, params):
     width, depth = int(params.get("width", 128)), int(params.get("depth", 2))
+    dropout = float(params.get("dropout", 0.1))
     layers, size = [], input_spec.n_features
     for _ in range(depth):
-        layers += [nn.Linear(size, width), nn.LayerNorm(width), nn.GELU(), nn.Dropout(float(params.get("dropout", 0.1)))]
+        layers += [nn.Linear(size, width), nn.LayerNorm(width), nn.GELU(), nn.Dropout(dropout)]
         size = width
     return nn.Sequential(*layers, nn.Linear(size, n_classes))

@@ -105,7 +105,8 @@ def test_unchanged_test_rows_do_not_drift(registered, capsys):
     from pipeline.core.provenance import dvc_hash
 
     [batch] = run.inputs.dataset_inputs  # the batch in the run's Datasets panel, digest = its DVC hash
-    assert (batch.dataset.name, batch.dataset.digest) == ("unchanged-monitor", dvc_hash(registered[0] / "unchanged.csv"))
+    digest = dvc_hash(registered[0] / "unchanged.csv")
+    assert (batch.dataset.name, batch.dataset.digest) == ("unchanged-monitor", digest)
     assert [(t.key, t.value) for t in batch.tags] == [("mlflow.data.context", "monitor")]
 
 
