@@ -67,7 +67,7 @@ def test_a_factory_model_registers_and_loads_without_its_source(project, env, tm
     clean = tmp_path / "clean"
     clean.mkdir()
     plain = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-    plain["MLFLOW_REGISTRY_URI"] = env["MLFLOW_TRACKING_URI"]  # this test process set the session's registry
+    plain["MLFLOW_REGISTRY_URI"] = env["MLFLOW_TRACKING_URI"]  # pytest pointed this process at its own store
     scored = subprocess.run([sys.executable, "-c", LOAD_AND_SCORE, f"models:/{NAME}@champion"], cwd=clean,
                             env=plain, capture_output=True, text=True, timeout=300)
     assert scored.returncode == 0, scored.stderr[-3000:]
