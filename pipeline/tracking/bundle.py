@@ -1,7 +1,8 @@
 """The model bundle: the one format mpops stores a trained model in, written here and read here only.
 
 A folder of two files: `weights.pt` (the state dict, CPU tensors, loaded with weights_only=True:
-data, never code) and `meta.json` (precision, model spec, feature columns, classes). The registered
+data, never code) and `meta.json` (precision, model spec, feature columns, classes, the categorical
+encoder and the image shape where the data has them). The registered
 pyfunc model and the fp32 twin of the monitoring reference are both bundles.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.core.device import resolve_device, serving_precision
+from pipeline.core.encoding import CategoricalEncoder
 from pipeline.core.models import ModelSpec, build_model
 from pipeline.core.precision import PrecisionPolicy, make_policy
 
@@ -31,6 +33,13 @@ class Bundle:
     spec: ModelSpec
     feature_columns: tuple[str, ...]
     classes: tuple[Any, ...]
+    encoder: CategoricalEncoder | None = None  # one-hot encoding of the categorical input columns
+    image_shape: tuple[int, int, int] | None = None  # (channels, height, width) of an image model's input
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The columns the model takes from a caller, before encoding."""
+        return self.encoder.input_columns if self.encoder is not None else self.feature_columns
 
     @property
     def served_precision(self) -> str:
@@ -42,11 +51,13 @@ def _plain(v: Any) -> Any:
 
 
 def write_bundle(folder: Path, model: torch.nn.Module, precision: str, spec: ModelSpec,
-                 feature_columns: tuple[str, ...], classes: tuple[Any, ...]) -> Path:
+                 feature_columns: tuple[str, ...], classes: tuple[Any, ...],
+                 encoder: CategoricalEncoder | None = None, image_shape: tuple[int, ...] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS)
     meta = {"precision": precision, "spec": asdict(spec), "feature_columns": list(feature_columns),
-            "classes": [_plain(c) for c in classes]}
+            "classes": [_plain(c) for c in classes], "encoder": encoder.to_dict() if encoder else None,
+            "image_shape": list(image_shape) if image_shape else None}
     (folder / META).write_text(json.dumps(meta))
     return folder
 
@@ -64,5 +75,7 @@ def read_bundle(folder: Path, device: str = "auto", allow_fallback: bool = False
     model = build_model(ModelSpec(**meta["spec"]))
     model.load_state_dict(torch.load(Path(folder) / WEIGHTS, map_location="cpu", weights_only=True))
     model = policy.convert_module(model.to(where)).eval()
+    encoder = CategoricalEncoder.from_dict(meta["encoder"]) if meta.get("encoder") else None
+    shape = tuple(meta["image_shape"]) if meta.get("image_shape") else None
     return Bundle(model, policy, meta["precision"], ModelSpec(**meta["spec"]), tuple(meta["feature_columns"]),
-                  tuple(meta["classes"]))
+                  tuple(meta["classes"]), encoder, shape)

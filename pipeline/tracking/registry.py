@@ -62,10 +62,12 @@ def log_model(run_id: str, result: TrainResult, split: Split) -> str:
     """The selected model as a pyfunc model in its run; returns the model URI to register."""
     # float64 in the signature: MLflow then accepts int and float inputs alike (int -> float32 it refuses).
     example = pd.DataFrame(split.x_test[:5].astype("float64"), columns=list(split.feature_columns))
+    if split.encoder is not None:  # the caller gives the categories as text, the encoder one-hots them
+        example = split.encoder.inverse_transform(split.x_test[:5])
     preds = [split.classes[i] for i in predict_indices(result.model, split.x_test[:5], result.policy)]
     with tempfile.TemporaryDirectory() as tmp:
         bundle = write_bundle(Path(tmp) / "bundle", result.model, result.precision, result.spec,
-                              split.feature_columns, split.classes)
+                              split.feature_columns, split.classes, split.encoder, split.image_shape)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=PrecisionClassifier(), artifacts={"bundle": str(bundle)},
