@@ -15,7 +15,8 @@ from flows.registration import register_selected, selected_or_fail
 from pipeline.core import checkpoint, distributed
 from pipeline.core.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
 from pipeline.core.config import Config
-from pipeline.core.data import Dataset, Split, load_data, split_dataset
+from pipeline.core.data import Dataset, Split, split_dataset
+from pipeline.core.data import load_data as read_data
 from pipeline.core.device import resolve_device
 from pipeline.core.errors import ServiceUnavailable
 from pipeline.core.evaluate import EvalResult, evaluate
@@ -35,7 +36,7 @@ from pipeline.tracking.store import artifact_location, setup_tracking
 @task(name="load-data", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
       retry_condition_fn=no_retry_on_user_error)
 def load_data(cfg: Config) -> Dataset:
-    return load_data(cfg.data.path, cfg.data)
+    return read_data(cfg.data.path, cfg.data)
 
 
 @task(name="collect-provenance", cache_policy=NO_CACHE)
