@@ -86,6 +86,7 @@ def test_categorical_table_with_spaces_and_string_labels(tmp_path, store, digits
     version = MlflowClient().get_model_version_by_alias("cat-model", "champion")
     assert version.tags["validation.passed"] == "true"
     rows = frame.drop(columns="label").head(20)
+    rows = rows.astype({c: "float64" for c in rows.columns if c != "scanner"})  # the signature's types
     scored = _score_in_fresh_process(store, "cat-model", rows, tmp_path)
     assert set(scored) <= set(WORDS) and len(scored) == 20
     assert _mpops("predict", "--input", str(path), "--output", str(tmp_path / "p.csv"), "--model-uri",
