@@ -68,7 +68,7 @@ def validate(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt, 
     """Run only the data validation stage; the report goes to validation.report_dir."""
     from pipeline.core.data import load_data
     from pipeline.core.validation.report import write_report
-    from pipeline.core.validation.validate import validate_dataset
+    from pipeline.core.validation.dataset import validate_dataset
 
     root, cfg = resolve(config, data, None, set_)
     ds = load_data(cfg.data.path, cfg.data)

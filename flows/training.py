@@ -27,7 +27,8 @@ from pipeline.core.provenance import require_pinned as require_data_pinned
 from pipeline.core.sweep import mark_pareto, sweep_points
 from pipeline.core.train import TrainResult, train
 from pipeline.core.validation.report import write_report
-from pipeline.core.validation.validate import ValidationReport, validate_dataset
+from pipeline.core.validation.dataset import validate_dataset
+from pipeline.core.validation.validate import ValidationReport
 from pipeline.render import markdown, plots, progress
 from pipeline.tracking import log, runs
 from pipeline.tracking.store import artifact_location, setup_tracking

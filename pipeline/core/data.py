@@ -107,7 +107,8 @@ def load_data(path: str | Path, data: DataConfig, require_label: bool = True,
         return load_arrays(p, data.label_column, require_label)
     if images.is_image_folder(p):
         shape = image_shape or (data.image_channels, *data.image_size)
-        return images.load_image_folder(p, data.label_column, shape, require_label)
+        frame, manifest, files = images.load_image_folder(p, data.label_column, shape, require_label)
+        return Dataset(frame, files, data.label_column, image_shape=tuple(shape), manifest=manifest)
     ds = load_dataset(p, data.label_column, require_label)
     declared = tuple(c for c in data.categorical_columns if c in ds.frame.columns)
     return Dataset(ds.frame, ds.files, ds.label_column, categorical_columns=declared)

@@ -82,11 +82,10 @@ def _files(root: Path, require_label: bool) -> list[tuple[Path, str | None]]:
     return out
 
 
-def load_image_folder(root: Path, label_column: str, shape: tuple[int, int, int], require_label: bool = True):
-    """A Dataset (pipeline.core.data) of pixel columns `pixel_0..`, the label (the class folder's name) and
-    the manifest. Unreadable files keep a manifest row and zero pixels: validation names them and fails."""
-    from pipeline.core.data import Dataset
-
+def load_image_folder(root: Path, label_column: str, shape: tuple[int, int, int], require_label: bool = True
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+    """The table of pixel columns `pixel_0..` and the label (the class folder's name), the manifest, and the
+    files read. Unreadable files keep a manifest row and zero pixels: validation names them and fails."""
     files = _files(root, require_label)
     records, rows = [], []
     n = int(np.prod(shape))
@@ -98,8 +97,7 @@ def load_image_folder(root: Path, label_column: str, shape: tuple[int, int, int]
     frame = pd.DataFrame(np.stack(rows), columns=[f"pixel_{i}" for i in range(n)])
     if manifest[CLASS_COLUMN].notna().all():
         frame[label_column] = manifest[CLASS_COLUMN].to_numpy()
-    return Dataset(frame, tuple(str(p) for p, _ in files), label_column, image_shape=tuple(shape),
-                   manifest=manifest)
+    return frame, manifest, tuple(str(p) for p, _ in files)
 
 
 def refuse_unreadable(manifest: pd.DataFrame, where: str) -> None:

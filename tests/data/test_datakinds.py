@@ -49,7 +49,7 @@ def test_categorical_split_uses_encoded_features_and_keeps_the_input_columns(tmp
 
 
 def _validate(ds, suite_path=None, data=None, **v):
-    from pipeline.core.validation.validate import validate_dataset
+    from pipeline.core.validation.dataset import validate_dataset
 
     return validate_dataset(ds, suite_path, ValidationConfig(label_errors=False, **v), data or DataConfig())
 

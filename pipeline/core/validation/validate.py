@@ -246,12 +246,3 @@ def validate_frame(frame: pd.DataFrame, suite_path: str | Path, v: ValidationCon
                             checks=tuple(_check(r, known) for r in result.results) + skipped,
                             label_suspects=suspects, data_docs_html=offline_data_docs(result))
 
-
-def validate_dataset(ds: Any, suite_path: str | Path, v: ValidationConfig, data: DataConfig) -> ValidationReport:
-    """A pipeline.core.data.Dataset: an image folder's manifest against the built-in image checks, else the
-    table against its suite."""
-    if ds.manifest is not None:
-        from pipeline.core.validation.images import validate_manifest  # imports Great Expectations: seconds
-
-        return validate_manifest(ds.manifest, v, data)
-    return validate_frame(ds.frame, suite_path, v, data)
