@@ -1,9 +1,9 @@
 """Training throughput of a model factory file (default: examples/digits-images/model.py) in fp32 vs bf16.
 
-    .venv/bin/python bench/image_cnn_speedup.py [--size 64] [--channels 64] [--batch-size 128]
-        [--steps 20] [--repeats 3] [--precisions fp32,bf16] [--model examples/digits-images/model.py:build]
+    .venv/bin/python bench/image_cnn_speedup.py [--size 32] [--channels 64] [--batch-size 64]
+        [--steps 10] [--repeats 3] [--precisions fp32,bf16] [--model examples/digits-images/model.py:build]
 
-At a size where the convolutions dominate a step (the default: 64x64 inputs, 64 and 128 filters), on
+At a size where the convolutions dominate a step (the default: the example's 32x32 inputs, 64 and 128 filters), on
 random images of that shape (throughput does not depend on the pixels). Each step runs in mpops' own
 precision policy (pipeline.core.precision: autocast, loss scaling where the mode has it), the
 precisions interleaved `repeats` times so machine noise hits all alike; the median is reported.
@@ -63,10 +63,10 @@ def samples_per_s(build, spec: Spec, precision: str, batch: int, steps: int, par
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="examples/digits-images/model.py:build")
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precisions", default="fp32,bf16")
     args = parser.parse_args()

@@ -39,6 +39,17 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class InputShape:
+    """What a model factory reads about its input: `n_features` float32 values a row; for images, in
+    channels x height x width order."""
+
+    n_features: int
+    channels: int | None = None
+    height: int | None = None
+    width: int | None = None
+
+
+@dataclass(frozen=True)
 class Split:
     x_train: np.ndarray  # (n_train, n_features) float32
     y_train: np.ndarray  # (n_train,) int64 class indices
@@ -51,6 +62,11 @@ class Split:
     # Image folders: per-image statistics of the training rows, the drift reference (pipeline/core/images.py).
     monitor_x_train: np.ndarray | None = field(default=None, repr=False)
     monitor_columns: tuple[str, ...] = ()
+
+    @property
+    def input_spec(self) -> InputShape:
+        c, h, w = self.image_shape or (None, None, None)
+        return InputShape(int(self.x_train.shape[1]), c, h, w)
 
     @property
     def input_columns(self) -> tuple[str, ...]:

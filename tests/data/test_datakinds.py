@@ -109,6 +109,8 @@ def test_image_folder_loads_as_chw_rows_with_a_manifest(tmp_path):
     assert {"path", "class", "width", "height", "channels", "mean_intensity", "contrast", "content_hash"} \
         <= set(ds.manifest.columns)
     assert ds.manifest.set_index("path").loc["1/red.png", ["width", "height", "channels"]].tolist() == [20, 10, 3]
+    spec = split_dataset(ds, 0.3, 0).input_spec
+    assert (spec.n_features, spec.channels, spec.height, spec.width) == (72, 3, 4, 6)
 
 
 @pytest.fixture()
