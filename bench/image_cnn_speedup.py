@@ -3,8 +3,8 @@
     .venv/bin/python bench/image_cnn_speedup.py [--size 32] [--channels 64] [--batch-size 64]
         [--steps 10] [--repeats 3] [--precisions fp32,bf16] [--model examples/digits-images/model.py:build]
 
-At a size where the convolutions dominate a step (the default: the example's 32x32 inputs, 64 and 128 filters), on
-random images of that shape (throughput does not depend on the pixels). Each step runs in mpops' own
+At a size where the convolutions dominate a step (the default: the example's 32x32 inputs, 64 and 128
+filters), on random images of that shape (throughput does not depend on the pixels). Each step runs in mpops' own
 precision policy (pipeline.core.precision: autocast, loss scaling where the mode has it), the
 precisions interleaved `repeats` times so machine noise hits all alike; the median is reported.
 Ends with one JSON line.
