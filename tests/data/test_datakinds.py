@@ -176,3 +176,15 @@ def test_missing_label_column_is_refused(tmp_path, digits_frame):
     with pytest.raises(DataValidationError, match="label column 'label' missing") as e:
         load_data(path, DataConfig())
     assert e.value.exit_code == 3
+
+
+@pytest.mark.parametrize("labels", [["no", "yes"], [0, 1], ["cat", "dog", "bird"], [3, 7, 11]])
+def test_any_column_names_and_label_kinds_split(tmp_path, labels):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"mean radius (mm)": rng.normal(size=90), "worst  texture": rng.normal(size=90),
+                          "label": [labels[i % len(labels)] for i in range(90)]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    sp = split_dataset(load_data(tmp_path / "t.csv", DataConfig()), 0.2, 0)
+    assert sp.feature_columns == ("mean radius (mm)", "worst  texture")
+    assert sorted(map(str, sp.classes)) == sorted(map(str, labels))
+    assert set(np.unique(sp.y_test)) == set(range(len(labels)))  # stratified: every class in test
