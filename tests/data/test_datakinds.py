@@ -188,3 +188,40 @@ def test_any_column_names_and_label_kinds_split(tmp_path, labels):
     assert sp.feature_columns == ("mean radius (mm)", "worst  texture")
     assert sorted(map(str, sp.classes)) == sorted(map(str, labels))
     assert set(np.unique(sp.y_test)) == set(range(len(labels)))  # stratified: every class in test
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    from flows.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, named", [("corrupt", "1/1_0003.png"), ("text", "2/notes.txt"),
+                                           ("empty", "7"), ("one-class", "1 class(es)")])
+def test_mpops_validate_exits_3_naming_the_file(tmp_path, capsys, damage, named):
+    root = write_digit_pngs(tmp_path / "img", per_class=12, classes=(4,) if damage == "one-class" else (0, 1, 2))
+    if damage == "corrupt":
+        png = root / "1" / "1_0003.png"
+        png.write_bytes(png.read_bytes()[:70])
+    elif damage == "text":
+        (root / "2" / "notes.txt").write_text("scanned on monday")
+    elif damage == "empty":
+        (root / "7").mkdir()
+    code, err = _cli(capsys, "validate", "--data", str(root), "--set", f"validation.report_dir={tmp_path / 'out'}")
+    assert code == 3 and err.startswith("error: ") and named in err, err
+
+
+def test_jpeg_and_palette_images_load(tmp_path):
+    from PIL import Image
+
+    root = write_digit_pngs(tmp_path / "img", per_class=2, size=12)
+    Image.new("RGB", (12, 12), (0, 200, 0)).save(root / "0" / "green.jpg", quality=95)
+    Image.new("P", (12, 12), 3).save(root / "1" / "palette.png")
+    ds = load_data(root, DataConfig(image_size=(12, 12)))
+    assert (ds.manifest["status"] == "ok").all()
+    assert ds.manifest.set_index("path").loc["1/palette.png", "mode"] == "P"
