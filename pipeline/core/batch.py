@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.core.config import MonitorConfig
-from pipeline.core.encoding import CategoricalEncoder
-from pipeline.core.config import DataConfig
+from pipeline.core.config import DataConfig, MonitorConfig
 from pipeline.core.data import load_data
 from pipeline.core.drift import DriftReport, ReferenceStats, compare, names_list, plain_value
+from pipeline.core.encoding import CategoricalEncoder
 from pipeline.core.errors import DataValidationError
 from pipeline.core.evaluate import predict_indices
+from pipeline.core.images import STAT_COLUMNS, refuse_unreadable
 from pipeline.core.precision import PrecisionPolicy
 
 
@@ -31,12 +31,10 @@ class Batch:
 
 
 def _image_batch(path: str, ds, feature_columns: tuple[str, ...], label_column: str) -> Batch:
-    from pipeline.core.images import STAT_COLUMNS, refuse_unreadable
-
     refuse_unreadable(ds.manifest, f"monitor: batch {path}")
     if tuple(feature_columns) != STAT_COLUMNS:
         raise DataValidationError(f"monitor: batch {path} is an image folder, but the model was not trained on "
-                                  "images; give the batch it was trained on")
+                                  "images; give a table with its feature columns")
     pixels = ds.frame[[c for c in ds.frame.columns if c != label_column]]
     labels = ds.frame[label_column] if label_column in ds.frame.columns else None
     return Batch(str(path), ds.manifest[list(STAT_COLUMNS)].to_numpy(np.float64), labels,

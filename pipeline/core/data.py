@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from pipeline.core import images
 from pipeline.core.encoding import CategoricalEncoder
 from pipeline.core.errors import DataValidationError
 
@@ -116,8 +117,6 @@ def load_data(path: str | Path, data: DataConfig, require_label: bool = True,
     """Any kind of data by its path: an `.npz` file, an image folder, else CSV/Parquet.
 
     `image_shape` (channels, height, width) overrides the config's for images: a model's own at scoring time."""
-    from pipeline.core import images
-
     p = Path(path)
     if p.suffix.lower() == ".npz":
         return load_arrays(p, data.label_column, require_label)
@@ -176,9 +175,8 @@ def split_dataset(ds: Dataset, test_size: float, seed: int) -> Split:
     tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     monitor_x, monitor_columns = None, ()
     if ds.manifest is not None:
-        from pipeline.core.images import STAT_COLUMNS
-
-        monitor_x, monitor_columns = ds.manifest[list(STAT_COLUMNS)].to_numpy(np.float64)[tr], STAT_COLUMNS
+        monitor_columns = images.STAT_COLUMNS
+        monitor_x = ds.manifest[list(monitor_columns)].to_numpy(np.float64)[tr]
     return Split(x[tr], y[tr], x[te], y[te], classes, encoder.feature_columns if encoder else tuple(features),
                  encoder, ds.image_shape, monitor_x, monitor_columns)
 

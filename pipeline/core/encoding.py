@@ -46,7 +46,8 @@ class CategoricalEncoder:
                      for name in ([f"{c}={v}" for v in cats[c]] if c in cats else [c]))
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, input_columns: tuple[str, ...], categorical: tuple[str, ...]) -> CategoricalEncoder:
+    def fit(cls, frame: pd.DataFrame, input_columns: tuple[str, ...], categorical: tuple[str, ...]
+            ) -> CategoricalEncoder:
         cats = tuple((c, tuple(sorted({_key(v) for v in frame[c].dropna()}))) for c in input_columns
                      if c in categorical)
         return cls(tuple(input_columns), cats)

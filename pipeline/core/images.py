@@ -59,7 +59,8 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[dict, np.ndarra
     except UnidentifiedImageError:
         return {**record, "status": "not an image (Pillow cannot identify it)"}, None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's errors for truncated or corrupt data
-        return {**record, "status": f"unreadable ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"}, None
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        return {**record, "status": f"unreadable ({why})"}, None
     pixels = np.asarray(converted, dtype=np.float32) / 255.0
     if channels == 3:
         pixels = pixels.transpose(2, 0, 1)  # H,W,C -> C,H,W

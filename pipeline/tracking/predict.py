@@ -1,4 +1,4 @@
-"""Batch scoring of a file, a folder of tables, an `.npz` or an image folder with a registered model: `mpops predict`."""
+"""`mpops predict`: scoring a table (file or folder), an `.npz` or an image folder with a registered model."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -30,5 +30,8 @@ class PrecisionClassifier(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         encoder = self.bundle.encoder
-        x = encoder.transform(model_input, "model") if encoder else model_input[self.features].to_numpy(dtype=np.float32)
+        if encoder is not None:
+            x = encoder.transform(model_input, "model")
+        else:
+            x = model_input[self.features].to_numpy(dtype=np.float32)
         return self.classes[predict_indices(self.bundle.model, x, self.bundle.policy)]

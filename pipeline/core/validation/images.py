@@ -38,7 +38,8 @@ def shape_outliers(frame: pd.DataFrame, mixed_sizes: bool, mixed_modes: bool, mi
     ok = frame[frame["status"] == "ok"]
     out: dict[str, str] = {}
     small = ok[(ok["width"] < min_side) | (ok["height"] < min_side)]
-    out.update({p: f"{w}x{h} is below {min_side} px" for p, w, h in zip(small["path"], small["width"], small["height"])})
+    for p, w, h in zip(small["path"], small["width"], small["height"]):
+        out[p] = f"{w}x{h} is below {min_side} px"
     size = ok["width"].astype(str) + "x" + ok["height"].astype(str)
     checks = ((mixed_sizes, size, "size"), (mixed_modes, ok["mode"], "mode"))
     for allowed, values, what in checks:
@@ -117,7 +118,8 @@ def image_expectations(v: ValidationConfig, classes: list[str]) -> list[dict]:
     return [
         {"type": "expect_images_to_be_readable", "kwargs": {}},
         {"type": "expect_image_shapes_within_policy",
-         "kwargs": {"mixed_sizes": v.image_mixed_sizes, "mixed_modes": v.image_mixed_modes, "min_side": v.min_image_side}},
+         "kwargs": {"mixed_sizes": v.image_mixed_sizes, "mixed_modes": v.image_mixed_modes,
+                    "min_side": v.min_image_side}},
         {"type": "expect_label_classes_to_have_min_count", "kwargs": {**label, "min_count": v.min_class_count}},
         {"type": "expect_class_imbalance_to_be_within",
          "kwargs": {**label, "max_ratio": v.max_imbalance_ratio, "min_share": v.min_class_share,
