@@ -202,7 +202,8 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("damage, named", [("corrupt", "1/1_0003.png"), ("text", "2/notes.txt"),
-                                           ("empty", "7"), ("one-class", "1 class(es)")])
+                                           ("empty", "7"), ("one-class", "1 class(es)"),
+                                           ("no-classes", "no class folders")])
 def test_mpops_validate_exits_3_naming_the_file(tmp_path, capsys, damage, named):
     root = write_digit_pngs(tmp_path / "img", per_class=12, classes=(4,) if damage == "one-class" else (0, 1, 2))
     if damage == "corrupt":
@@ -212,6 +213,8 @@ def test_mpops_validate_exits_3_naming_the_file(tmp_path, capsys, damage, named)
         (root / "2" / "notes.txt").write_text("scanned on monday")
     elif damage == "empty":
         (root / "7").mkdir()
+    elif damage == "no-classes":  # images without class folders: no labels to train on
+        root = root / "0"
     code, err = _cli(capsys, "validate", "--data", str(root), "--set", f"validation.report_dir={tmp_path / 'out'}")
     assert code == 3 and err.startswith("error: ") and named in err, err
 
