@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from pipeline.core import images
 from pipeline.core.encoding import CategoricalEncoder
 from pipeline.core.errors import DataValidationError
+from pipeline.core.factory import InputSpec
 
 if TYPE_CHECKING:
     from pipeline.core.config import DataConfig
@@ -40,17 +41,6 @@ class Dataset:
 
 
 @dataclass(frozen=True)
-class InputShape:
-    """What a model factory reads about its input: `n_features` float32 values a row; for images, in
-    channels x height x width order."""
-
-    n_features: int
-    channels: int | None = None
-    height: int | None = None
-    width: int | None = None
-
-
-@dataclass(frozen=True)
 class Split:
     x_train: np.ndarray  # (n_train, n_features) float32
     y_train: np.ndarray  # (n_train,) int64 class indices
@@ -65,9 +55,9 @@ class Split:
     monitor_columns: tuple[str, ...] = ()
 
     @property
-    def input_spec(self) -> InputShape:
+    def input_spec(self) -> InputSpec:
         c, h, w = self.image_shape or (None, None, None)
-        return InputShape(int(self.x_train.shape[1]), c, h, w)
+        return InputSpec(int(self.x_train.shape[1]), c, h, w)
 
     @property
     def input_columns(self) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ import importlib.util
 
 import torch
 
-from pipeline.core.data import InputShape
+from pipeline.core.factory import InputSpec
 from tests.conftest import ROOT
 
 
@@ -17,7 +17,7 @@ def _factory():
 
 
 def test_digits_images_cnn_unflattens_chw_rows():
-    model = _factory()(InputShape(3 * 32 * 32, 3, 32, 32), 10, {"channels": 8})
+    model = _factory()(InputSpec(3 * 32 * 32, 3, 32, 32), 10, {"channels": 8})
     x = torch.rand(4, 3 * 32 * 32)
     assert model(x).shape == (4, 10)
     with torch.autocast("cpu", dtype=torch.bfloat16):
