@@ -24,12 +24,12 @@ from _registered import NAME, ROOT, register_precisions, throwaway_store  # noqa
 SCORE = r"""
 import json, resource, sys, tracemalloc
 import mlflow.pyfunc
-from pipeline.core.chunks import Reservoir, score_file
+from pipeline.core.chunks import Reservoir, numeric_features, score_file
 model = mlflow.pyfunc.load_model(sys.argv[1])
 features = model.metadata.get_input_schema().input_names()
 base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tracemalloc.start()
-n = score_file(model.predict, features, sys.argv[2], sys.argv[3], int(sys.argv[4]), "label",
+n = score_file(model.predict, numeric_features(features), sys.argv[2], sys.argv[3], int(sys.argv[4]), "label",
                {"model_name": "m", "model_version": "1", "precision": "fp32"}, Reservoir(20000))
 peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()

@@ -13,11 +13,13 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import prepare_process, resolve
 from flows.monitoring import load_champion, monitor_batch, write_drift_report
-from pipeline.core.batch import Batch
-from pipeline.core.chunks import Reservoir, score_file
+from pipeline.core.batch import Batch, load_batch
+from pipeline.core.chunks import Reservoir, input_files, numeric_features, score_file
 from pipeline.core.config import Config
 from pipeline.core.drift import DriftReport
+from pipeline.core.errors import DataValidationError
 from pipeline.tracking import runs
+from pipeline.tracking.predict import score_whole, whole_prepare
 from pipeline.tracking.reference import Champion
 from pipeline.tracking.store import setup_tracking
 
@@ -35,12 +37,27 @@ class PredictOutcome:
     report_dir: Path
 
 
+def _is_table(path: str) -> bool:
+    try:
+        input_files(path)
+    except DataValidationError:
+        return False
+    return True
+
+
 @task(name="score-file", cache_policy=NO_CACHE)
 def score(cfg: Config, champion: Champion, input_path: str, output_path: str, columns: dict[str, Any]
           ) -> tuple[int, Batch]:
+    bundle = champion.model.unwrap_python_model().bundle
+    features = list(champion.reference.feature_columns)
+    if not _is_table(input_path):  # an image folder or an .npz: no chunked reader, scored whole
+        n = score_whole(champion.model, input_path, output_path, cfg.data.label_column, columns)
+        return n, load_batch(input_path, tuple(features), cfg.data.label_column, bundle.encoder,
+                             bundle.image_shape)
+    prepare = whole_prepare(bundle, input_path) if bundle.encoder is not None else numeric_features(features)
     sample = Reservoir(cfg.serving.predict_drift_rows, seed=cfg.data.split_seed)
-    n = score_file(champion.model.predict, list(champion.reference.feature_columns), input_path, output_path,
-                   cfg.serving.predict_chunk_rows, cfg.data.label_column, columns, sample)
+    n = score_file(champion.model.predict, prepare, input_path, output_path, cfg.serving.predict_chunk_rows,
+                   cfg.data.label_column, columns, sample)
     return n, Batch(input_path, sample.x, sample.labels)
 
 

@@ -51,7 +51,10 @@ def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, rep
     runs.log_text(chosen.run_id, report.to_json(), "gate/report.json")
     model_uri = registry.log_model(chosen.run_id, r, sp)
     # The twin's test predictions are those of its evaluation: no second pass over the test split.
-    ref = reference_stats(sp.x_train, sp.feature_columns, sp.classes, r.precision, chosen.eval.predictions,
+    # Image models drift on per-image statistics (size, intensity, contrast), not on single pixels.
+    drift_x, drift_columns = (sp.monitor_x_train, sp.monitor_columns) if sp.monitor_columns else \
+        (sp.x_train, sp.feature_columns)
+    ref = reference_stats(drift_x, drift_columns, sp.classes, r.precision, chosen.eval.predictions,
                           chosen.eval.accuracy, twin.eval.predictions if twin else None, cfg.monitor)
     reference.log_reference(chosen.run_id, ref, twin.result if twin else None, sp)
     return model_uri

@@ -99,15 +99,27 @@ class ChunkWriter:
             self._parquet.close()
 
 
-def score_file(predict: Callable[[pd.DataFrame], Any], features: list[str], input_path: str, output_path: str,
+Prepare = Callable[[pd.DataFrame, str], tuple[pd.DataFrame, np.ndarray]]
+
+
+def numeric_features(features: list[str]) -> Prepare:
+    """A chunk's model input and drift rows when every feature is a number: the same float64 matrix."""
+    def prepare(frame: pd.DataFrame, where: str) -> tuple[pd.DataFrame, np.ndarray]:
+        x = feature_matrix(frame, features, where)
+        return pd.DataFrame(x, columns=features), x
+    return prepare
+
+
+def score_file(predict: Callable[[pd.DataFrame], Any], prepare: Prepare, input_path: str, output_path: str,
                chunk_rows: int, label_column: str, columns: dict[str, Any], sample: Reservoir) -> int:
     """Write every input row with a `prediction` column and the constant `columns` (model name, version,
-    precision); `sample` keeps the drift monitor's rows. Returns the number of rows scored."""
+    precision); `prepare` turns a chunk into the model's input and the drift monitor's rows, of which
+    `sample` keeps a bounded share. Returns the number of rows scored."""
     writer = ChunkWriter(output_path)
     try:
         for n, frame in enumerate(iter_frames(input_path, chunk_rows)):
-            x = feature_matrix(frame, features, f"{input_path} (chunk {n + 1})")
-            frame["prediction"] = predict(pd.DataFrame(x, columns=features))
+            inputs, x = prepare(frame, f"{input_path} (chunk {n + 1})")
+            frame["prediction"] = predict(inputs)
             for name, value in columns.items():
                 frame[name] = value
             sample.add(x, frame[label_column] if label_column in frame.columns else None)

@@ -19,6 +19,13 @@ class DataConfig:
     label_column: str = "label"
     test_size: float = 0.2
     split_seed: int = 0
+    # Text (or integer-coded) columns to one-hot encode (pipeline/core/encoding.py); any other
+    # non-numeric feature column fails validation by name.
+    categorical_columns: tuple[str, ...] = ()
+    # Image folders (root/<class>/*.png|jpg): every image is resized to [height, width] and
+    # converted to 1 (grayscale) or 3 (RGB) channels; the network sees C*H*W values in C,H,W order.
+    image_size: tuple[int, ...] = (28, 28)
+    image_channels: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,11 @@ class ValidationConfig:
     label_error_folds: int = 5
     fail_on_pii: bool = True
     warn_fraction: float = 0.8  # warn once a value is this close to its threshold
+    # Image folders: whether images of different sizes or colour modes may be mixed (all are resized
+    # and converted to data.image_size and data.image_channels either way); false fails validation.
+    image_mixed_sizes: bool = True
+    image_mixed_modes: bool = True
+    min_image_side: int = 8  # an image smaller than this on either side fails validation
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ def version_tags(result: TrainResult, ev: EvalResult, report: GateReport, prov: 
 
 
 def input_example(split: Split, rows: int = 5) -> pd.DataFrame:
+    if split.encoder is not None:  # the caller gives the categories as text, the encoder one-hots them
+        return split.encoder.inverse_transform(split.x_test[:rows])
     # float64 in the signature: MLflow then accepts int and float inputs alike (int -> float32 it refuses).
     return pd.DataFrame(split.x_test[:rows].astype("float64"), columns=list(split.feature_columns))
 
@@ -73,7 +75,7 @@ def log_model(run_id: str, result: TrainResult, split: Split) -> str:
     preds = [split.classes[i] for i in predict_indices(result.model, split.x_test[:5], result.policy)]
     with tempfile.TemporaryDirectory() as tmp:
         bundle = write_bundle(Path(tmp) / "bundle", result.model, result.precision, result.spec,
-                              split.feature_columns, split.classes)
+                              split.feature_columns, split.classes, split.encoder, split.image_shape)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(MODEL_CODE), artifacts={"bundle": str(bundle)},

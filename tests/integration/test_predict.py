@@ -68,11 +68,11 @@ def test_predict_flow_scores_in_chunks_and_checks_drift_in_the_same_pass(prefect
 PEAK = """
 import json, sys, tracemalloc
 import mlflow.pyfunc
-from pipeline.core.chunks import Reservoir, score_file
+from pipeline.core.chunks import Reservoir, numeric_features, score_file
 model = mlflow.pyfunc.load_model(sys.argv[1])
 features = model.metadata.get_input_schema().input_names()
 tracemalloc.start()
-n = score_file(model.predict, features, sys.argv[2], sys.argv[3], int(sys.argv[4]), "label", {"precision": "fp32"},
+n = score_file(model.predict, numeric_features(features), sys.argv[2], sys.argv[3], int(sys.argv[4]), "label", {"precision": "fp32"},
                Reservoir(2000))
 print(json.dumps({"rows": n, "peak": tracemalloc.get_traced_memory()[1]}))
 """
