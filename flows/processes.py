@@ -48,15 +48,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server() -> tuple[subprocess.Popen, str]:
-    """The same server Prefect's temporary one is (uvicorn with Prefect's app factory, no UI), on 127.0.0.1."""
+def start_server(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """The same server Prefect's temporary one is (uvicorn with Prefect's app factory, no UI), on 127.0.0.1;
+    `extra_env` (its PREFECT_HOME, say) comes last. Stop it with stop_server."""
     import httpx
     import prefect
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, get_current_settings
 
     port = _free_port()
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-           **get_current_settings().to_environment_variables(exclude_unset=True)}
+           **get_current_settings().to_environment_variables(exclude_unset=True), **(extra_env or {})}
     argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
             "error", "--lifespan", "on"]
@@ -68,12 +69,12 @@ def _start_server() -> tuple[subprocess.Popen, str]:
             if httpx.get(f"{url}/health", timeout=5).status_code == 200:
                 return server, url
         time.sleep(0.2)
-    _stop(server)
+    stop_server(server)
     raise ServiceUnavailable(f"Prefect's temporary server did not start within {timeout:g} s (exit code "
                              f"{server.returncode}); start one (`prefect server start`) and set PREFECT_API_URL")
 
 
-def _stop(server: subprocess.Popen) -> None:
+def stop_server(server: subprocess.Popen) -> None:
     server.terminate()
     try:
         server.wait(timeout=5)
@@ -92,7 +93,7 @@ def prefect_api() -> Iterator[None]:
         if PREFECT_API_URL.value():
             yield
             return
-        server, url = _start_server()
+        server, url = start_server()
         try:
             with temporary_settings(updates={PREFECT_API_URL: url}):
                 try:
@@ -100,7 +101,7 @@ def prefect_api() -> Iterator[None]:
                 finally:
                     _drain()
         finally:
-            _stop(server)
+            stop_server(server)
 
 
 def _drain() -> None:

@@ -21,16 +21,21 @@ def _summary(outcome: RunOutcome) -> str:
                       reg.champion_reason)
 
 
-def write_run_report(path: Path, outcome: RunOutcome | None = None, error: MpopsError | None = None) -> None:
+def write_run_report(path: Path, outcome: RunOutcome | None = None, error: MpopsError | None = None,
+                     unchanged: str = "") -> None:
     """The gate report as JSON, pass or fail: CI keeps the report of a failed gate too."""
-    if error is not None:
+    unchanged = unchanged or (outcome.unchanged if outcome is not None else "")
+    if unchanged:
+        body = {"passed": True, "exit_code": 0, "unchanged": unchanged, "gate": None, "registered": None}
+    elif error is not None:
         gate = getattr(error, "gate_report", None)
         body = {"passed": False, "exit_code": error.exit_code, "error": str(error),
                 "gate": json.loads(gate.to_json()) if gate else None}
     else:
         reg = outcome.registration
         body = {"passed": True, "exit_code": 0, "summary": _summary(outcome), "gate": json.loads(outcome.gate.to_json()),
-                "registered": {"model": reg.model_name, "version": reg.version, "aliases": list(reg.aliases)}}
+                "registered": {"model": reg.model_name, "version": reg.version, "aliases": list(reg.aliases)},
+                "seconds": outcome.seconds}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json.dumps(body, indent=2) + "\n")
 

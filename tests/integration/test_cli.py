@@ -35,10 +35,10 @@ def project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, project) -> dict[str, str]:
+def env(tmp_path_factory, project, prefect_server) -> dict[str, str]:
     home = tmp_path_factory.mktemp("state")
     return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-            "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": "", "NO_COLOR": "1"}
+            "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": prefect_server, "NO_COLOR": "1"}
 
 
 def mpops(project: Path, env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
