@@ -96,7 +96,7 @@ def main() -> None:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}", "NO_COLOR": "1",
                "PREFECT_HOME": str(tmp / "prefect")}
         started = time.perf_counter()
-        server, url = start_server({"PREFECT_HOME": str(tmp / "prefect")})
+        server, url = start_server({"PREFECT_HOME": str(tmp / "prefect")}, timeout=180)
         server_s = time.perf_counter() - started  # what each command pays without a configured server
         try:
             if args.server:

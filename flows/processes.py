@@ -48,7 +48,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(extra_env: dict[str, str] | None = None, timeout: float | None = None
+                 ) -> tuple[subprocess.Popen, str]:
     """The same server Prefect's temporary one is (uvicorn with Prefect's app factory, no UI), on 127.0.0.1;
     `extra_env` (its PREFECT_HOME, say) comes last. Stop it with stop_server."""
     import httpx
@@ -62,7 +63,7 @@ def start_server(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Po
             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
             "error", "--lifespan", "on"]
     server = subprocess.Popen(argv, env=env, preexec_fn=_pdeathsig_hook())  # noqa: PLW1509  before any training thread
-    url, timeout = f"http://127.0.0.1:{port}/api", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    url, timeout = f"http://127.0.0.1:{port}/api", timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and server.poll() is None:
         with contextlib.suppress(httpx.HTTPError):

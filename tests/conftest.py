@@ -83,7 +83,7 @@ def prefect_server(tmp_path_factory) -> str:
     of its own at a few seconds each. It is mpops' own temporary server, so it dies with this process."""
     from flows.processes import start_server, stop_server
 
-    server, url = start_server({"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home"))})
+    server, url = start_server({"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home"))}, timeout=180)
     saved = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     try:

@@ -190,3 +190,38 @@ def test_gate_failure_exits_4_and_leaves_champion(first_run, env, project):
     assert error_line(r.stderr).startswith("error: no candidate passed the gates")
     assert len(versions(env)) == 1
     assert client_for(env).get_model_version_by_alias("digits-classifier", "champion").version == before
+
+
+def test_an_unchanged_run_trains_nothing_and_force_retrains(project, env):
+    """The champion's run key against this run's, in the registry: same data, code and config, nothing to do."""
+    client = client_for(env)
+    tiny = ["--precisions", "fp32", "--set", "registry.model_name=digits-tiny", "--set", "train.hidden_size=64",
+            "--set", "train.hidden_layers=1", "--set", "train.epochs=5", "--set", "train.batch_size=128",
+            "--set", "gate.min_accuracy=0.5",
+            "--set", "validation.label_errors=false", "--set", "gate.latency_repeats=2"]
+    tiny_versions = lambda: client.search_model_versions("name='digits-tiny'")  # noqa: E731
+    r = mpops(project, env, "run", "--quiet", *tiny)
+    assert r.returncode == 0, r.stderr[-3000:]
+    [first] = tiny_versions()
+    assert client.get_model_version_by_alias("digits-tiny", "champion").version == first.version
+    assert len(first.tags["run.key"]) == 32
+    parent = client.get_run(first.tags["mlflow.parent_run_id"])
+    assert parent.data.tags["run.key"] == first.tags["run.key"]
+    assert {"time.imports_s", "time.validation_s", "time.train.fp32_s", "time.registration_s",
+            "time.overhead_s"} <= set(parent.data.metrics)
+    assert any(line.startswith("Seconds: imports ") for line in r.stdout.splitlines())
+    experiment = parent.info.experiment_id
+    runs_before = len(client.search_runs([experiment]))
+
+    again = mpops(project, env, "run", "--quiet", *tiny)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.strip().splitlines() == [
+        f"unchanged: champion v{first.version} was trained on the same data, code and config"]
+    assert len(tiny_versions()) == 1 and len(client.search_runs([experiment])) == runs_before
+
+    other = mpops(project, env, "run", "--quiet", *tiny, "--set", "train.seed=1")  # another config: trains
+    assert other.returncode == 0 and "unchanged" not in other.stdout, other.stderr[-3000:]
+    forced = mpops(project, env, "run", "--quiet", *tiny, "--force")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    keys = [v.tags["run.key"] for v in sorted(tiny_versions(), key=lambda v: int(v.version))]
+    assert len(keys) == 3 and keys[0] == keys[2] != keys[1]
