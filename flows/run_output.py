@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from flows.training import RunOutcome
+if TYPE_CHECKING:  # importing the flow would import Prefect before `mpops run` starts its server
+    from flows.training import RunOutcome
 from pipeline.core import strict_json
 from pipeline.core.config import Config
 from pipeline.core.errors import MpopsError
