@@ -39,6 +39,9 @@ class ValidationConfig:
     label_error_folds: int = 5
     fail_on_pii: bool = True
     warn_fraction: float = 0.8  # warn once a value is this close to its threshold
+    # GE's Data Docs page of the validation (data_docs.html); false writes the report's JSON there instead.
+    # Rendering costs about half a second on the bundled digits (bench/overhead.py).
+    data_docs: bool = True
 
 
 @dataclass(frozen=True)
