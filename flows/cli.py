@@ -22,9 +22,10 @@ def _exit_for(e: BaseException, argv: list[str]) -> int:
     if is_usage_error(e):
         err.print(usage_error_text(e, app, argv), markup=False, highlight=False)
         return 2
-    from pipeline.tracking.store import is_unreachable, unreachable_error
+    if not isinstance(e, MpopsError):  # MLflow is imported only for errors that may be a lost connection
+        from pipeline.tracking.store import is_unreachable, unreachable_error
 
-    e = unreachable_error(e) if not isinstance(e, MpopsError) and is_unreachable(e) else e
+        e = unreachable_error(e) if is_unreachable(e) else e
     if isinstance(e, MpopsError):
         err.print(f"error: {e}", markup=False, highlight=False)
         if e.detail:

@@ -24,11 +24,12 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
                                    help="train even when the champion was trained on the same data, code and config"),
         quiet: bool = QuietOpt) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
-    from pipeline.core import distributed
     from pipeline.core.stages import Stages, process_age_s
 
     st = Stages()
-    root, cfg = resolve(config, data, precisions, set_)
+    root, cfg = resolve(config, data, precisions, set_)  # a bad config stops here, before torch is imported
+    from pipeline.core import distributed
+
     if not distributed.init_from_env().is_main:
         _follow(cfg)  # torchrun: this rank only trains; rank 0 runs the pipeline and logs
         return

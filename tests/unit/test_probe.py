@@ -67,8 +67,9 @@ def test_a_slow_candidate_stops_early_and_says_what_was_measured():
         clock.precision = p
         ticks.append(p)
 
-    results = {r.precision: r for r in probe_all(_split(), CFG, ProbeConfig(steps=12, max_slowdown=2.0), ("fp32", "bf16"),
-                                                 torch.device("cpu"), before, clock)}
+    probed = probe_all(_split(), CFG, ProbeConfig(steps=12, max_slowdown=2.0), ("fp32", "bf16"), torch.device("cpu"),
+                       before, clock)
+    results = {r.precision: r for r in probed}
     assert ticks == ["fp32", "bf16"]
     fp32, bf16 = results["fp32"], results["bf16"]
     assert fp32.steps == 12 and not fp32.dropped
