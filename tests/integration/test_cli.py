@@ -219,9 +219,7 @@ def test_an_unchanged_run_trains_nothing_and_force_retrains(project, env):
         f"unchanged: champion v{first.version} was trained on the same data, code and config"]
     assert len(tiny_versions()) == 1 and len(client.search_runs([experiment])) == runs_before
 
-    other = mpops(project, env, "run", "--quiet", *tiny, "--set", "train.seed=1")  # another config: trains
-    assert other.returncode == 0 and "unchanged" not in other.stdout, other.stderr[-3000:]
-    forced = mpops(project, env, "run", "--quiet", *tiny, "--force")
+    forced = mpops(project, env, "run", "--quiet", *tiny, "--force")  # (a changed input: tests/unit/test_runkey.py)
     assert forced.returncode == 0, forced.stderr[-3000:]
-    keys = [v.tags["run.key"] for v in sorted(tiny_versions(), key=lambda v: int(v.version))]
-    assert len(keys) == 3 and keys[0] == keys[2] != keys[1]
+    keys = [v.tags["run.key"] for v in tiny_versions()]
+    assert len(keys) == 2 and keys[0] == keys[1]
