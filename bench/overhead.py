@@ -90,6 +90,9 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from flows.processes import start_server, stop_server
+    from pipeline.core.project import disable_telemetry
+
+    disable_telemetry()  # as every mpops command does; the server and the commands inherit it
 
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
