@@ -130,12 +130,12 @@ def prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterator[None]
                 try:
                     yield
                 finally:
-                    _drain()
+                    drain_workers()
         finally:
             stop_server(server)
 
 
-def _drain() -> None:
+def drain_workers() -> None:
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 

@@ -101,5 +101,10 @@ def prefect_harness(prefect_server):
     """In-process flows talk to the session's server."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.processes import drain_workers
+
     with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
-        yield
+        try:
+            yield
+        finally:
+            drain_workers()  # Prefect's log and event workers flush before the server stops
