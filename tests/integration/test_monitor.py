@@ -102,6 +102,12 @@ def test_unchanged_test_rows_do_not_drift(registered, capsys):
     assert run.data.metrics["monitor.prediction_psi"] == pytest.approx(0.0, abs=1e-9)
     assert run.data.metrics["monitor.accuracy"] == pytest.approx(run.data.metrics["monitor.reference_accuracy"])
     assert run.data.metrics["monitor.agreement_drop"] == pytest.approx(0.0, abs=1e-9)
+    from pipeline.core.provenance import dvc_hash
+
+    [batch] = run.inputs.dataset_inputs  # the batch in the run's Datasets panel, digest = its DVC hash
+    digest = dvc_hash(registered[0] / "unchanged.csv")
+    assert (batch.dataset.name, batch.dataset.digest) == ("unchanged-monitor", digest)
+    assert [(t.key, t.value) for t in batch.tags] == [("mlflow.data.context", "monitor")]
 
 
 def test_shifted_features_drift_and_are_named(registered, capsys):
