@@ -120,7 +120,17 @@ def render_overhead(body: dict) -> list[str]:
     return lines
 
 
-RENDER = {"matmul_peak": render_matmul, "precision_speedup": render_speedup, "train_overhead": render_overhead}
+def render_pipeline_cost(body: dict) -> list[str]:
+    lines = [f"The pipeline's own seconds (`bench/overhead.py`, Prefect server {body['prefect_server']}):", ""]
+    for name in ("run", "monitor"):
+        fig = body[name]
+        lines += [f"`mpops {name}`: wall {fig['wall_s']:.1f} s, fixed overhead {fig['overhead_share']:.0%} of it", "",
+                  "| stage | seconds |", "|---|---:|", *[f"| {k} | {v:.2f} |" for k, v in fig["stages_s"].items()], ""]
+    return [*lines, f"`mpops run` again with nothing changed: {body['run']['unchanged_rerun_s']:.1f} s."]
+
+
+RENDER = {"matmul_peak": render_matmul, "precision_speedup": render_speedup, "train_overhead": render_overhead,
+          "overhead": render_pipeline_cost}
 
 
 def why(info: dict, results: dict) -> list[str]:

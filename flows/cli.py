@@ -12,7 +12,8 @@ import flows.cli_init  # noqa: F401,I001  registers its commands on app
 import flows.cli_train  # noqa: F401  registers its commands on app
 import flows.cli_model  # noqa: F401  registers its commands on app
 import flows.cli_serving  # noqa: F401  registers its commands on app
-from flows.cli_base import app, err
+from flows import cli_base
+from flows.cli_base import app
 from flows.common import prepare_process
 from pipeline.core.errors import MpopsError
 
@@ -22,18 +23,19 @@ def _exit_for(e: BaseException, argv: list[str]) -> int:
     from flows.usage import is_usage_error, usage_error_text
 
     if is_usage_error(e):
-        err.print(usage_error_text(e, app, argv), markup=False, highlight=False)
+        cli_base.err.print(usage_error_text(e, app, argv), markup=False, highlight=False)
         return 2
-    from pipeline.tracking.store import is_unreachable, unreachable_error
+    if not isinstance(e, MpopsError):  # MLflow is imported only for errors that may be a lost connection
+        from pipeline.tracking.store import is_unreachable, unreachable_error
 
-    e = unreachable_error(e) if not isinstance(e, MpopsError) and is_unreachable(e) else e
+        e = unreachable_error(e) if is_unreachable(e) else e
     if isinstance(e, MpopsError):
-        err.print(f"error: {e}", markup=False, highlight=False)
+        cli_base.err.print(f"error: {e}", markup=False, highlight=False)
         if e.detail:
-            err.print(e.detail, markup=False, highlight=False)
+            cli_base.err.print(e.detail, markup=False, highlight=False)
         return e.exit_code
     frame = traceback.extract_tb(e.__traceback__)[-1]
-    err.print(f"internal error: {type(e).__name__}: {e} (at {frame.filename}:{frame.lineno}); "
+    cli_base.err.print(f"internal error: {type(e).__name__}: {e} (at {frame.filename}:{frame.lineno}); "
               "this is a bug, please report it with the traceback below", markup=False, highlight=False)
     traceback.print_exc()
     return 1
@@ -47,7 +49,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, standalone_mode=False, prog_name="mpops")
     except Terminated as e:
-        err.print("error: stopped by SIGTERM: open MLflow runs end KILLED, an unfinished version is deleted",
+        cli_base.err.print("error: stopped by SIGTERM: open MLflow runs end KILLED, an unfinished version is deleted",
                   markup=False, highlight=False)
         exit_at_once(e.code)
     except (typer.Exit, SystemExit) as e:

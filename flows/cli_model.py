@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_base import ConfigOpt, ModelUriOpt, say, app, out
+from flows import cli_base
+from flows.cli_base import ConfigOpt, ModelUriOpt, say, app
 from flows.common import resolve
 from pipeline.core.errors import ConfigError, DriftDetected
 
@@ -51,9 +52,9 @@ def monitor(batch: str = typer.Option(..., "--batch", help="CSV/Parquet of the f
         with prefect_api():
             outcome = monitor_flow(batch, retrain, str(config) if config else None, set_, model_uri)
     except DriftDetected as e:
-        print_monitor(out, batch, e.outcome, cfg.monitor.experiment)
+        print_monitor(cli_base.out, batch, e.outcome, cfg.monitor.experiment)
         raise
-    print_monitor(out, batch, outcome, cfg.monitor.experiment)
+    print_monitor(cli_base.out, batch, outcome, cfg.monitor.experiment)
 
 
 @app.command("restore-data")

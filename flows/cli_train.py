@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_base import ConfigOpt, DataOpt, QuietOpt, SetOpt, use_progress, say, tracking_uri, app, err, out
+from flows import cli_base
+from flows.cli_base import ConfigOpt, DataOpt, QuietOpt, SetOpt, use_progress, say, tracking_uri, app
 from flows.common import resolve
 from pipeline.core.errors import ConfigError, MpopsError
 
@@ -23,24 +24,29 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
                                               help="write the gate report (JSON) here, pass or fail (default: none)"),
         require_pinned: bool = typer.Option(False, "--require-pinned",
                                             help="refuse (exit 3) data other than what data.dvc pins (default: off)"),
+        force: bool = typer.Option(False, "--force", help="train even when the champion was trained on the same "
+                                                          "data, code and config (default: off)"),
         quiet: bool = QuietOpt) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
+    from pipeline.core.stages import Stages, process_age_s
+
+    st = Stages()
+    root, cfg = resolve(config, data, precisions, set_)  # a bad config stops here, before torch is imported
     from pipeline.core import distributed
 
-    root, cfg = resolve(config, data, precisions, set_)
     if not distributed.init_from_env().is_main:
         _follow(cfg)  # torchrun: this rank only trains; rank 0 runs the pipeline and logs
         return
     if resume and distributed.world().size > 1:
         raise ConfigError("--resume continues single-process runs only; run it without torchrun")
+    st.add("imports", process_age_s())
+    if not force and not resume and _unchanged(cfg, root, st, report):
+        return
     use_progress(quiet)
-    from flows.processes import prefect_api
-    from flows.training import training_flow
     from flows.run_output import print_run, write_run_report
 
     try:
-        with prefect_api():
-            outcome = training_flow(str(config) if config else None, data, precisions, set_, resume, require_pinned)
+        outcome = _run_flow(st, str(config) if config else None, data, precisions, set_, resume, require_pinned, force)
     except MpopsError as e:
         if report:
             write_run_report(report, error=e)
@@ -50,7 +56,58 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         distributed.shutdown()
     if report:
         write_run_report(report, outcome=outcome)
-    print_run(out, outcome, cfg, root, tracking_uri(), report)
+    if outcome.unchanged:
+        say(outcome.unchanged)
+        return
+    print_run(cli_base.out, outcome, cfg, root, tracking_uri(), report)
+    _report_seconds(st, outcome.parent_run_id)
+
+
+def _unchanged(cfg, root: Path, st, report: Optional[Path]) -> bool:
+    """Before Prefect starts: when the champion has this run's key, say so and stop (exit 0)."""
+    from flows.unchanged import early_check
+
+    with st.stage("run key"):
+        unchanged = early_check(cfg, root)
+    if unchanged:
+        if report:
+            from flows.run_output import write_run_report
+
+            write_run_report(report, unchanged=unchanged)
+        say(unchanged)
+    return bool(unchanged)
+
+
+def _run_flow(st, *args):
+    """The flow under its Prefect API; the server's start (beside the imports) and stop count as orchestration."""
+    from flows.processes import prefect_api
+    from pipeline.core.stages import HANDOFF
+
+    def imports():
+        with st.stage("imports"):
+            from flows.training import training_flow  # noqa: F401  Prefect, MLflow, torch, scikit-learn
+
+    started, before = st.clock(), st.seconds.get("imports", 0.0)
+    with prefect_api(imports):
+        st.add("orchestration start-up", st.clock() - started - (st.seconds["imports"] - before))
+        HANDOFF.give(st)  # the flow adds the time until its body starts, then its own stages
+        from flows.training import training_flow
+
+        outcome = training_flow(*args)
+        returned = st.clock()
+    st.add("orchestration shut-down", st.clock() - returned)
+    return outcome
+
+
+def _report_seconds(st, parent_run_id: str) -> None:
+    """The per-stage seconds in the summary and on the parent run (the last stages ran after it ended)."""
+    from pipeline.core.stages import process_age_s
+    from pipeline.tracking import runs
+
+    wall = process_age_s()
+    say(st.line(wall))
+    runs.log_values(parent_run_id, metrics={**st.metrics(), "time.wall_s": round(wall, 3),
+                                            "time.overhead_s": round(st.overhead_s(wall), 3)})
 
 
 def _follow(cfg) -> None:
@@ -78,7 +135,7 @@ def validate(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt, 
     report = validate_dataset(ds, root / cfg.validation.suite, cfg.validation, cfg.data)
     paths = write_report(report, root / cfg.validation.report_dir)
     for warning in report.warnings:
-        err.print(f"warning: {warning}", markup=False, highlight=False)
+        cli_base.err.print(f"warning: {warning}", markup=False, highlight=False)
     report.raise_if_failed(where=str(paths["report"].parent))
     say(f"data validation passed: {len(report.checks)} checks on {report.rows} rows ({report.suite}), "
          f"{len(report.warnings)} warning(s); report {paths['report']}, Data Docs {paths['data_docs']}, "

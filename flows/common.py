@@ -9,15 +9,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.config import Config, with_data_path
 from pipeline.core.config_load import Overrides, load_config, with_precisions
-from pipeline.core.device import check_device
 from pipeline.core.errors import MpopsError
-from pipeline.core.evaluate import EvalResult
 from pipeline.core.project import disable_telemetry, project_root
-from pipeline.core.train import TrainResult
+
+if TYPE_CHECKING:  # torch and scikit-learn: seconds of imports that `mpops --help` or a bad config must not pay
+    from pipeline.core.evaluate import EvalResult
+    from pipeline.core.train import TrainResult
 
 # Prefect's temporary server (no PREFECT_API_URL) gets 20 s to start by default; a loaded 2-core
 # laptop or CI runner can take longer, and the run then dies before doing anything.
@@ -70,6 +71,8 @@ def resolve(config: str | Path | None = None, data: str | None = None, precision
         cfg = with_data_path(cfg, str(Path(data).resolve()))
     elif not Path(cfg.data.path).is_absolute():
         cfg = with_data_path(cfg, str(root / cfg.data.path))
+    from pipeline.core.device import check_device
+
     check_device(cfg.train.device, cfg.precisions)
     return root, cfg
 

@@ -88,9 +88,12 @@ def _retrain(config: str | None, overrides: dict[str, Any] | list[str] | None) -
         except ObjectNotFound:
             get_run_logger().info("no deployment %s on the server: retraining here", RETRAIN_DEPLOYMENT)
     try:
-        reg = training_flow(config=config, overrides=overrides).registration
+        outcome = training_flow(config=config, overrides=overrides)
     except MpopsError as e:  # the monitor's verdict stands whatever the retraining did; its reason is reported
         return f"retraining failed: {e}"
+    if outcome.unchanged:  # the same data, code and config would train the champion again
+        return f"not retrained: {outcome.unchanged}"
+    reg = outcome.registration
     return f"retrained: registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}"
 
 

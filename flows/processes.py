@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib.util
 import logging
 import os
 import signal
@@ -20,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 from pipeline.core.errors import ServiceUnavailable
 
@@ -48,32 +50,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server() -> tuple[subprocess.Popen, str]:
-    """The same server Prefect's temporary one is (uvicorn with Prefect's app factory, no UI), on 127.0.0.1."""
-    import httpx
-    import prefect
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, get_current_settings
-
+def launch_server(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """The same server Prefect's temporary one is (uvicorn with Prefect's app factory, no UI), on 127.0.0.1,
+    started and not waited for: the caller imports what it needs meanwhile. `extra_env` (its PREFECT_HOME,
+    say) comes last."""
     port = _free_port()
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-           **get_current_settings().to_environment_variables(exclude_unset=True)}
-    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+           **_settings_env(), **(extra_env or {})}
+    prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent  # without importing Prefect here
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
             "error", "--lifespan", "on"]
     server = subprocess.Popen(argv, env=env, preexec_fn=_pdeathsig_hook())  # noqa: PLW1509  before any training thread
-    url, timeout = f"http://127.0.0.1:{port}/api", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    return server, f"http://127.0.0.1:{port}/api"
+
+
+def _settings_env() -> dict[str, str]:
+    """Prefect settings made in this process (a test's temporary settings), for the server; none before Prefect
+    is imported, when the environment it inherits says it all."""
+    if "prefect.settings" not in sys.modules:
+        return {}
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().to_environment_variables(exclude_unset=True)
+
+
+def wait_ready(server: subprocess.Popen, url: str, timeout: float | None = None) -> None:
+    import httpx
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    timeout = timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and server.poll() is None:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return server, url
+                return
         time.sleep(0.2)
-    _stop(server)
+    stop_server(server)
     raise ServiceUnavailable(f"Prefect's temporary server did not start within {timeout:g} s (exit code "
                              f"{server.returncode}); start one (`prefect server start`) and set PREFECT_API_URL")
 
 
-def _stop(server: subprocess.Popen) -> None:
+def start_server(extra_env: dict[str, str] | None = None, timeout: float | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """launch_server, then wait until it answers. Stop it with stop_server."""
+    server, url = launch_server(extra_env)
+    wait_ready(server, url, timeout)
+    return server, url
+
+
+def stop_server(server: subprocess.Popen) -> None:
     server.terminate()
     try:
         server.wait(timeout=5)
@@ -83,27 +109,33 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def prefect_api() -> Iterator[None]:
+def prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterator[None]:
     """For a command's flows: SIGTERM ends them as Terminated, and their Prefect API is PREFECT_API_URL's
-    server, else a temporary one of this process, stopped on the way out."""
+    server, else a temporary one of this process, stopped on the way out. `meanwhile` (the command's heavy
+    imports) runs while that server starts: its start-up is then off the critical path."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with _stopped_by_sigterm():
         if PREFECT_API_URL.value():
+            if meanwhile is not None:
+                meanwhile()
             yield
             return
-        server, url = _start_server()
+        server, url = launch_server()
         try:
+            if meanwhile is not None:
+                meanwhile()
+            wait_ready(server, url)
             with temporary_settings(updates={PREFECT_API_URL: url}):
                 try:
                     yield
                 finally:
-                    _drain()
+                    drain_workers()
         finally:
-            _stop(server)
+            stop_server(server)
 
 
-def _drain() -> None:
+def drain_workers() -> None:
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 

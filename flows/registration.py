@@ -23,6 +23,7 @@ from pipeline.core.modes import BASELINE
 from pipeline.core.promotion import PromotionDecision, decide_promotion
 from pipeline.core.provenance import Provenance
 from pipeline.core.servability import ServeCheck, in_process_predictions, judge
+from pipeline.core.runkey import TAG as RUN_KEY_TAG
 from pipeline.core.validation.validate import ValidationReport
 from pipeline.render import markdown
 from pipeline.tracking import reference, registry, runs, serve_probe
@@ -106,11 +107,14 @@ def register(cfg: Config, sp: Split, chosen: Trained, model_uri: str, tags: dict
 
 
 def register_selected(cfg: Config, sp: Split, chosen: Trained, trained: list[Trained], report: GateReport,
-                      prov: Provenance, validation: ValidationReport, parent_id: str) -> registry.Registration:
+                      prov: Provenance, validation: ValidationReport, parent_id: str, run_key: str = ""
+                      ) -> registry.Registration:
     twin = next((t for t in trained if t.result.precision == BASELINE), None)
     model_uri = log_model(cfg, sp, chosen, twin, report, prov, validation, parent_id)
     decision = decide(cfg, sp, chosen)
     tags = registry.version_tags(chosen.result, chosen.eval, report, prov, validation.passed, parent_id)
+    if run_key:  # what `mpops run` compares before training again (pipeline/core/runkey.py)
+        tags[RUN_KEY_TAG] = run_key
     description = markdown.version_description(chosen.result.precision, chosen.eval, report, parent_id,
                                                runs.run_url(parent_id), prov)
     return register(cfg, sp, chosen, model_uri, tags, description, decision)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from flows.training import RunOutcome
+if TYPE_CHECKING:  # importing the flow would import Prefect before `mpops run` starts its server
+    from flows.training import RunOutcome
 from pipeline.core import strict_json
 from pipeline.core.config import Config
 from pipeline.core.errors import MpopsError
@@ -32,16 +34,21 @@ def _summary(outcome: RunOutcome) -> str:
                       reg.champion_reason, _why(outcome))
 
 
-def write_run_report(path: Path, outcome: RunOutcome | None = None, error: MpopsError | None = None) -> None:
+def write_run_report(path: Path, outcome: RunOutcome | None = None, error: MpopsError | None = None,
+                     unchanged: str = "") -> None:
     """The gate report as JSON, pass or fail: CI keeps the report of a failed gate too."""
-    if error is not None:
+    unchanged = unchanged or (outcome.unchanged if outcome is not None else "")
+    if unchanged:
+        body = {"passed": True, "exit_code": 0, "unchanged": unchanged, "gate": None, "registered": None}
+    elif error is not None:
         gate = getattr(error, "gate_report", None)
         body = {"passed": False, "exit_code": error.exit_code, "error": str(error),
                 "gate": json.loads(gate.to_json()) if gate else None}
     else:
         reg = outcome.registration
         body = {"passed": True, "exit_code": 0, "summary": _summary(outcome), "gate": json.loads(outcome.gate.to_json()),
-                "registered": {"model": reg.model_name, "version": reg.version, "aliases": list(reg.aliases)}}
+                "registered": {"model": reg.model_name, "version": reg.version, "aliases": list(reg.aliases)},
+                "seconds": outcome.seconds}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json.dumps(body, indent=2) + "\n")
 

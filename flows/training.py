@@ -1,8 +1,9 @@
 """The training flow: Prefect tasks chaining the pipeline stages. Wiring only; the stages live in pipeline/."""
 from __future__ import annotations
 
+import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import Trained, no_retry_on_user_error, prepare_process, resolve
 from flows.preflight import check_tracking_store
 from flows.registration import register_selected, selected_or_fail
+from flows.unchanged import champion_unchanged, this_run_key
 from pipeline.core import checkpoint, distributed
 from pipeline.core.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
 from pipeline.core.config import Config
@@ -22,9 +24,11 @@ from pipeline.core.errors import ServiceUnavailable
 from pipeline.core.evaluate import EvalResult, evaluate
 from pipeline.core.factory import check_factory, is_zoo, load_factory, source_digest
 from pipeline.core.gate import CandidateMetrics, GateReport, gate
-from pipeline.core.probe import ProbeResult, decide, probe_one
+from pipeline.core.probe import ProbeResult, probe_all
 from pipeline.core.provenance import Provenance, collect_provenance
 from pipeline.core.provenance import require_pinned as require_data_pinned
+from pipeline.core.runkey import TAG
+from pipeline.core.stages import HANDOFF, Stages
 from pipeline.core.sweep import mark_pareto, sweep_points
 from pipeline.core.train import TrainResult, model_spec, train
 from pipeline.core.validation.report import write_report
@@ -85,26 +89,36 @@ def log_datasets(cfg: Config, sp: Split, prov: Provenance, run_ids: list[str]) -
 
 
 def validated_split(cfg: Config, root: Path, parent_id: str, ds: Dataset,
-                    prov: Provenance) -> tuple[Split, ValidationReport]:
+                    prov: Provenance, st: Stages | None = None) -> tuple[Split, ValidationReport]:
     """Validation, split and the model check, shared by run, sweep and noise-floor: nothing trains on data that
     failed, nor a model that cannot read it."""
-    report = validate(cfg, root, ds)
-    report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
-    sp = split(cfg, ds)
-    log_datasets(cfg, sp, prov, [parent_id])
-    check_model(cfg, sp)
+    st = st or Stages()
+    with st.stage("validation"):
+        report = validate(cfg, root, ds)
+    with st.stage("logging"):
+        where = write_validation_report(cfg, root, report, parent_id)
+    report.raise_if_failed(where=str(where))
+    with st.stage("load"):
+        sp = split(cfg, ds)
+    with st.stage("logging"):
+        log_datasets(cfg, sp, prov, [parent_id])
+    with st.stage("validation"):
+        check_model(cfg, sp)
     return sp, report
 
 
 @task(name="train-precision", cache_policy=NO_CACHE)
 def train_precision(cfg: Config, sp: Split, precision: str, parent_id: str, root: Path,
-                    ckpt: Checkpointing | None = None, run_name: str | None = None) -> Trained:
-    name = run_name or precision
+                    ckpt: Checkpointing | None = None, run_name: str | None = None, st: Stages | None = None
+                    ) -> Trained:
+    name, st = run_name or precision, st or Stages()
     with runs.tracked_run(cfg.registry.experiment, name, artifact_location(root), parent_id=parent_id) as run_id:
         distributed.announce("train", precision)  # under torchrun the other ranks join this training
         with progress.Tracker(name, cfg.train.epochs) as on_epoch, runs.system_metrics(run_id, cfg.train.system_metrics_s):
-            result = train(sp, cfg.train, precision, ckpt, on_epoch, resolve_device(cfg.train.device))
-        ev = kept_evaluation(cfg, sp, result, ckpt)
+            with st.stage(f"train.{name}"):
+                result = train(sp, cfg.train, precision, ckpt, on_epoch, resolve_device(cfg.train.device))
+        with st.stage(f"evaluate.{name}"):
+            ev = kept_evaluation(cfg, sp, result, ckpt)
         log.log_training(run_id, result, ev, sp.classes, {"train.batch_size": cfg.train.batch_size,
                                                           "train.seed": cfg.train.seed})
         if result.restored:
@@ -127,12 +141,9 @@ def kept_evaluation(cfg: Config, sp: Split, result: TrainResult, ckpt: Checkpoin
 
 @task(name="probe-precisions", cache_policy=NO_CACHE)
 def probe_precisions(cfg: Config, sp: Split, parent_id: str) -> tuple[ProbeResult, ...]:
-    device = resolve_device(cfg.train.device)
-    measured = {}
-    for p in cfg.precisions:
-        distributed.announce("probe", p, cfg.probe.steps)  # under torchrun the other ranks join this probe
-        measured[p] = probe_one(sp, cfg.train, p, cfg.probe.steps, device)
-    results = decide(measured, cfg.probe)
+    # under torchrun the other ranks join each probe
+    results = probe_all(sp, cfg.train, cfg.probe, cfg.precisions, resolve_device(cfg.train.device),
+                        lambda p: distributed.announce("probe", p, cfg.probe.steps))
     log.log_probe(parent_id, results)
     for r in results:
         if r.dropped:
@@ -171,26 +182,29 @@ class RunOutcome:
     parent_run_id: str
     results: tuple[TrainResult, ...]
     evals: tuple[EvalResult, ...]
-    gate: GateReport
-    registration: Any  # pipeline.tracking.registry.Registration
+    gate: GateReport | None
+    registration: Any  # pipeline.tracking.registry.Registration; None when unchanged
     probes: tuple[ProbeResult, ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, in the order they ran
+    unchanged: str = ""  # the champion already has this run's key: nothing trained, nothing registered
 
 
 @flow(name="mpops-training", log_prints=True)
 def training_flow(config: str | None = None, data: str | None = None, precisions: str | None = None,
                   overrides: dict[str, Any] | list[str] | None = None, resume: bool = False,
-                  require_pinned: bool = False) -> RunOutcome:
+                  require_pinned: bool = False, force: bool = False) -> RunOutcome:
     """`mpops run`: validate, train every precision, gate against fp32, register the selected model.
 
     The parameters are the command line's: a config file, a data path, precisions, `--set` overrides
     (`{"train.epochs": 5}` or `["train.epochs=5"]`), `resume` to continue each precision from its
-    last checkpoint of the same config and data, and `require_pinned` to refuse data other than what
-    data.dvc pins."""
+    last checkpoint of the same config and data, `require_pinned` to refuse data other than what
+    data.dvc pins, and `force` to train even when the champion has this run's key."""
+    st = HANDOFF.take()
     prepare_process()
     root, cfg = resolve(config, data, precisions, overrides)
     setup_tracking(root, cfg.registry.unreachable_after_s)
     try:
-        return run_pipeline(cfg, root, resume, require_pinned)
+        return run_pipeline(cfg, root, resume, require_pinned, force, st)
     except ServiceUnavailable as e:
         e.detail = e.detail or (f"the finished trainings and their evaluations are kept in "
                                 f"{root / cfg.train.checkpoint_dir}: once the store is back, `mpops run --resume` "
@@ -198,26 +212,50 @@ def training_flow(config: str | None = None, data: str | None = None, precisions
         raise
 
 
-def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: bool = False) -> RunOutcome:
+def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: bool = False, force: bool = False,
+                 st: Stages | None = None) -> RunOutcome:
+    st = st or Stages()
     if not is_zoo(cfg.train.model):
         load_factory(cfg.train.model)  # an unimportable factory stops the run before any data is read
-    check_tracking_store(cfg)
-    ds = load_data(cfg)
-    prov = provenance(cfg, root, ds, require_pinned)
+    with st.stage("tracking check"):
+        check_tracking_store(cfg)
+    with st.stage("load"):
+        ds = load_data(cfg)
+        prov = provenance(cfg, root, ds, require_pinned)
+    with st.stage("run key"):
+        key, key_parts = this_run_key(cfg, root, prov.data_md5)
+        unchanged = None if force else champion_unchanged(cfg, key)
+    if unchanged:
+        get_run_logger().info(unchanged)
+        return RunOutcome("", (), (), None, None, seconds=dict(st.seconds), unchanged=unchanged)
     with runs.tracked_run(cfg.registry.experiment, "pipeline", artifact_location(root),
-                          tags=prov.as_tags()) as parent_id:
-        runs.log_values(parent_id, params=cfg.as_flat_dict())
-        sp, validation = validated_split(cfg, root, parent_id, ds, prov)
-        key = run_key(cfg.train, cfg.data, prov.data_md5, source_digest(cfg.train.model))
+                          tags={**prov.as_tags(), TAG: key}) as parent_id:
+        with st.stage("logging"):
+            runs.log_values(parent_id, params=cfg.as_flat_dict())
+            runs.log_text(parent_id, json.dumps(key_parts, indent=2, sort_keys=True), "run_key.json")
+        sp, validation = validated_split(cfg, root, parent_id, ds, prov, st)
+        outcome = train_and_register(cfg, root, sp, validation, prov, parent_id, resume, key, st)
+        runs.log_values(parent_id, metrics=st.metrics())
+    return outcome
+
+
+def train_and_register(cfg: Config, root: Path, sp: Split, validation: ValidationReport, prov: Provenance,
+                       parent_id: str, resume: bool, key: str, st: Stages) -> RunOutcome:
+    with st.stage("probe"):
         probes = probe_precisions(cfg, sp, parent_id) if cfg.probe.steps and len(cfg.precisions) > 1 else ()
-        dropped = {r.precision for r in probes if r.dropped}
-        trained = [train_precision(cfg, sp, p, parent_id, root, checkpointing(cfg, root, key, p, resume))
-                   for p in cfg.precisions if p not in dropped]
+    dropped = {r.precision for r in probes if r.dropped}
+    ckpt_key = run_key(cfg.train, cfg.data, prov.data_md5, source_digest(cfg.train.model))
+    trained = [train_precision(cfg, sp, p, parent_id, root, checkpointing(cfg, root, ckpt_key, p, resume),
+                               st=st) for p in cfg.precisions if p not in dropped]
+    with st.stage("logging"):
         log_datasets(cfg, sp, prov, [t.run_id for t in trained])
+    with st.stage("gate"):
         report = gate_candidates(cfg, sp, trained, parent_id)
+    with st.stage("logging"):
         log_plots(cfg, sp, trained, report, parent_id)
-        selected = selected_or_fail(trained, report)
-        registration = register_selected(cfg, sp, selected, trained, report, prov, validation, parent_id)
-        remove_run(root / cfg.train.checkpoint_dir, key)
+    selected = selected_or_fail(trained, report)
+    with st.stage("registration"):
+        registration = register_selected(cfg, sp, selected, trained, report, prov, validation, parent_id, key)
+    remove_run(root / cfg.train.checkpoint_dir, ckpt_key)
     return RunOutcome(parent_id, tuple(t.result for t in trained), tuple(t.eval for t in trained), report,
-                      registration, probes)
+                      registration, probes, dict(st.seconds))

@@ -77,9 +77,34 @@ def tracking_store(tmp_path, monkeypatch, session_store) -> str:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """One Prefect test server for the whole session (starting one costs seconds)."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server(tmp_path_factory) -> str:
+    """One Prefect API server on 127.0.0.1 for the whole session: every `mpops` subprocess (PREFECT_API_URL in
+    the environment it inherits) and every in-process flow (prefect_harness) uses it, instead of starting one
+    of its own at a few seconds each. It is mpops' own temporary server, so it dies with this process."""
+    from flows.processes import start_server, stop_server
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    server, url = start_server({"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home"))}, timeout=180)
+    saved = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        yield url
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_server):
+    """In-process flows talk to the session's server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.processes import drain_workers
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        try:
+            yield
+        finally:
+            drain_workers()  # Prefect's log and event workers flush before the server stops

@@ -51,6 +51,9 @@ class ValidationConfig:
     image_mixed_sizes: bool = True
     image_mixed_modes: bool = True
     min_image_side: int = 8  # an image smaller than this on either side fails validation
+    # GE's Data Docs page of the validation (data_docs.html); false writes the report's JSON there instead.
+    # Rendering costs about half a second on the bundled digits (bench/overhead.py).
+    data_docs: bool = True
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def model_spec(split: Split, cfg: TrainConfig) -> ModelSpec:
                      dict(cfg.model_params), image)
 
 
-def _setup(split: Split, cfg: TrainConfig, precision: str, device: torch.device) -> Loop:
+def setup_loop(split: Split, cfg: TrainConfig, precision: str, device: torch.device) -> Loop:
     policy = make_policy(precision, device, cfg.init_scale, cfg.growth_interval)
     spec = model_spec(split, cfg)
     torch.manual_seed(cfg.seed)  # identical initial weights for every precision
@@ -134,7 +134,7 @@ def _setup(split: Split, cfg: TrainConfig, precision: str, device: torch.device)
                 batches, len(batches) // cfg.epochs)
 
 
-def _step(loop: Loop, step: int, idx: np.ndarray) -> None:
+def run_step(loop: Loop, step: int, idx: np.ndarray) -> None:
     if step == loop.warmup:
         if loop.device.type == "cuda":
             torch.cuda.synchronize(loop.device)  # warm-up kernels must finish outside the timed window
@@ -172,7 +172,7 @@ def train(split: Split, cfg: TrainConfig, precision: str, checkpointing: Checkpo
     """Train one precision; with `checkpointing`, save every N epochs and (resume=True) continue from the last.
 
     A resumed run measures throughput and peak memory over the steps this process ran."""
-    loop = _setup(split, cfg, precision, device or resolve_device(cfg.device))
+    loop = setup_loop(split, cfg, precision, device or resolve_device(cfg.device))
     state = checkpoint.load(checkpointing.path, loop.device) if checkpointing and checkpointing.resume else None
     if state is not None:
         restore(loop, state)
@@ -186,10 +186,10 @@ def train(split: Split, cfg: TrainConfig, precision: str, checkpointing: Checkpo
     loop.start = time.perf_counter()
     with memory:  # only the first steps: the CPU counter slows every op it sees
         for step in range(loop.first, min(loop.first + MEMORY_STEPS, len(loop.batches))):
-            _step(loop, step, loop.batches[step])
+            run_step(loop, step, loop.batches[step])
     stop_reason = None
     for step in range(loop.first + MEMORY_STEPS, len(loop.batches)):
-        _step(loop, step, loop.batches[step])
+        run_step(loop, step, loop.batches[step])
         if (step + 1) % loop.per_epoch == 0:
             if stop_reason := _end_of_epoch(loop, step, cfg, checkpointing, on_epoch):
                 break

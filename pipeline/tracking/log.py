@@ -68,7 +68,8 @@ def log_gate(parent_id: str, report: GateReport, markdown: str) -> None:
 def log_probe(parent_id: str, results: tuple[ProbeResult, ...]) -> None:
     log_values(parent_id,
                metrics={f"probe.{r.precision}.{k}": v for r in results
-                        for k, v in (("samples_per_s", r.samples_per_s), ("slowdown_vs_fp32", r.slowdown_vs_fp32))},
+                        for k, v in (("samples_per_s", r.samples_per_s), ("slowdown_vs_fp32", r.slowdown_vs_fp32),
+                                     ("seconds", r.seconds), ("steps", r.steps))},
                tags={"probe.dropped": "; ".join(f"{r.precision}: {r.reason}" for r in results if r.dropped) or "none"})
 
 

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from rich.console import Console
 
-from flows import cli
+from flows import cli, cli_base
 from tests.data.corpus import CASES, PLANTED_PII, pii_in_many_columns
 
 pytestmark = pytest.mark.integration
@@ -24,8 +24,8 @@ def _run(argv: list[str], monkeypatch) -> tuple[int, str, str]:
     Returns the exit code and what mpops itself printed to stdout and stderr; Prefect's log lines
     go to pytest's own capture."""
     out, err = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(cli, "out", Console(file=out, width=200, soft_wrap=True))
-    monkeypatch.setattr(cli, "err", Console(file=err, width=200, soft_wrap=True))
+    monkeypatch.setattr(cli_base, "out", Console(file=out, width=200, soft_wrap=True))
+    monkeypatch.setattr(cli_base, "err", Console(file=err, width=200, soft_wrap=True))
     try:
         cli.main(argv)
         code = 0

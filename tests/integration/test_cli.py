@@ -35,10 +35,10 @@ def project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, project) -> dict[str, str]:
+def env(tmp_path_factory, project, prefect_server) -> dict[str, str]:
     home = tmp_path_factory.mktemp("state")
     return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-            "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": "", "NO_COLOR": "1"}
+            "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": prefect_server, "NO_COLOR": "1"}
 
 
 def mpops(project: Path, env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -190,3 +190,36 @@ def test_gate_failure_exits_4_and_leaves_champion(first_run, env, project):
     assert error_line(r.stderr).startswith("error: no candidate passed the gates")
     assert len(versions(env)) == 1
     assert client_for(env).get_model_version_by_alias("digits-classifier", "champion").version == before
+
+
+def test_an_unchanged_run_trains_nothing_and_force_retrains(project, env):
+    """The champion's run key against this run's, in the registry: same data, code and config, nothing to do."""
+    client = client_for(env)
+    tiny = ["--precisions", "fp32", "--set", "registry.model_name=digits-tiny", "--set", "train.hidden_size=64",
+            "--set", "train.hidden_layers=1", "--set", "train.epochs=5", "--set", "train.batch_size=128",
+            "--set", "gate.min_accuracy=0.5",
+            "--set", "validation.label_errors=false", "--set", "gate.latency_repeats=2"]
+    tiny_versions = lambda: client.search_model_versions("name='digits-tiny'")  # noqa: E731
+    r = mpops(project, env, "run", "--quiet", *tiny)
+    assert r.returncode == 0, r.stderr[-3000:]
+    [first] = tiny_versions()
+    assert client.get_model_version_by_alias("digits-tiny", "champion").version == first.version
+    assert len(first.tags["run.key"]) == 32
+    parent = client.get_run(first.tags["mlflow.parent_run_id"])
+    assert parent.data.tags["run.key"] == first.tags["run.key"]
+    assert {"time.imports_s", "time.validation_s", "time.train.fp32_s", "time.registration_s",
+            "time.overhead_s"} <= set(parent.data.metrics)
+    assert any(line.startswith("Seconds: imports ") for line in r.stdout.splitlines())
+    experiment = parent.info.experiment_id
+    runs_before = len(client.search_runs([experiment]))
+
+    again = mpops(project, env, "run", "--quiet", *tiny)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.strip().splitlines() == [
+        f"unchanged: champion v{first.version} was trained on the same data, code and config"]
+    assert len(tiny_versions()) == 1 and len(client.search_runs([experiment])) == runs_before
+
+    forced = mpops(project, env, "run", "--quiet", *tiny, "--force")  # (a changed input: tests/unit/test_runkey.py)
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    keys = [v.tags["run.key"] for v in tiny_versions()]
+    assert len(keys) == 2 and keys[0] == keys[1]

@@ -152,8 +152,9 @@ def test_probe_drops_a_broken_candidate_before_full_training(prefect_harness, tr
     from flows.training import training_flow
 
     monkeypatch.chdir(ROOT)
+    # probe.max_slowdown: fp16 is slow on a CPU, and the probe's deadline would stop it before 12 steps
     overrides = {**TINY, **_private(tmp_path), "precisions": "fp32,fp16", "train.init_scale": 1.2676506002282294e30,
-                 "probe.steps": 12}
+                 "probe.steps": 12, "probe.max_slowdown": 1000}
     state = training_flow(data=str(digits_csv), overrides=overrides, return_state=True)
     assert state.is_completed(), state.message
     outcome = state.result()

@@ -8,7 +8,7 @@ import torch
 
 from pipeline.core.config_load import load_config
 from pipeline.core.errors import ConfigError
-from pipeline.core.factory import InputSpec, check_factory, load_factory, resolve_file_reference, source_to_ship
+from pipeline.core.factory import InputSpec, check_factory, load_factory, source_to_ship
 from pipeline.core.models import ModelSpec, build_model
 from tests.conftest import ROOT
 

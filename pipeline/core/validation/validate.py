@@ -244,5 +244,5 @@ def validate_frame(frame: pd.DataFrame, suite_path: str | Path, v: ValidationCon
         "label errors: skipped", warning="label errors: not checked (validation.label_errors is false)"),)
     return ValidationReport(suite=str(suite_path), rows=len(frame),
                             checks=tuple(_check(r, known) for r in result.results) + skipped,
-                            label_suspects=suspects, data_docs_html=offline_data_docs(result))
-
+                            label_suspects=suspects,
+                            data_docs_html=offline_data_docs(result) if v.data_docs else "")
