@@ -108,3 +108,14 @@ def prefect_harness(prefect_server):
             yield
         finally:
             drain_workers()  # Prefect's log and event workers flush before the server stops
+
+
+def mpops(*args: str) -> int:
+    """`mpops ARGS` in this process (the session's Prefect server and store); returns the exit code."""
+    from flows.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0

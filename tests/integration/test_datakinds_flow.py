@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import _use_store
+from tests.conftest import _use_store, mpops
 from tests.data.image_folders import write_digit_pngs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -21,16 +21,6 @@ TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=6", "trai
         "validation.label_errors=false", "gate.min_speedup=0.01", "gate.max_latency_ratio=100",
         "gate.max_memory_ratio=100", "gate.min_accuracy=0.5", "gate.latency_repeats=3"]
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-def _mpops(*args: str) -> int:
-    from flows.cli import main
-
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 @pytest.fixture()
@@ -82,23 +72,23 @@ def test_categorical_table_with_spaces_and_string_labels(tmp_path, store, digits
     frame.to_csv(path, index=False)
     sets = _sets(tmp_path, "cat-model", f"validation.suite={_suite(tmp_path, frame, ('scanner',))}",
                  "data.categorical_columns=[scanner]")
-    assert _mpops("run", "--data", str(path), "--precisions", "fp32,bf16", *sets) == 0
+    assert mpops("run", "--data", str(path), "--precisions", "fp32,bf16", *sets) == 0
     version = MlflowClient().get_model_version_by_alias("cat-model", "champion")
     assert version.tags["validation.passed"] == "true"
     rows = frame.drop(columns="label").head(20)
     rows = rows.astype({c: "float64" for c in rows.columns if c != "scanner"})  # the signature's types
     scored = _score_in_fresh_process(store, "cat-model", rows, tmp_path)
     assert set(scored) <= set(WORDS) and len(scored) == 20
-    assert _mpops("predict", "--input", str(path), "--output", str(tmp_path / "p.csv"), "--model-uri",
+    assert mpops("predict", "--input", str(path), "--output", str(tmp_path / "p.csv"), "--model-uri",
                   "models:/cat-model@champion") == 0
     pred = pd.read_csv(tmp_path / "p.csv")
     assert (pred["prediction"] == pred["label"]).mean() > 0.8
     # A category training never saw: refused, exit 3, before anything is scored.
     frame.assign(scanner="tablet").head(30).to_csv(tmp_path / "new.csv", index=False)
-    assert _mpops("predict", "--input", str(tmp_path / "new.csv"), "--output", str(tmp_path / "q.csv"),
+    assert mpops("predict", "--input", str(tmp_path / "new.csv"), "--output", str(tmp_path / "q.csv"),
                   "--model-uri", "models:/cat-model@champion") == 3
     assert not (tmp_path / "q.csv").exists()
-    assert _mpops("monitor", "--batch", str(tmp_path / "new.csv"), *sets) == 3
+    assert mpops("monitor", "--batch", str(tmp_path / "new.csv"), *sets) == 3
 
 
 def test_undeclared_text_column_stops_the_run(tmp_path, store, digits_frame):
@@ -106,7 +96,7 @@ def test_undeclared_text_column_stops_the_run(tmp_path, store, digits_frame):
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
     sets = _sets(tmp_path, "text-model", f"validation.suite={_suite(tmp_path, frame, ('scanner',))}")
-    assert _mpops("run", "--data", str(path), "--precisions", "fp32", *sets) == 3
+    assert mpops("run", "--data", str(path), "--precisions", "fp32", *sets) == 3
     report = json.loads((tmp_path / "validation" / "report.json").read_text())
     assert "feature types" in report["failed"]
     assert any("'scanner'" in c["message"] for c in report["checks"] if c["name"] == "feature types")
@@ -122,10 +112,10 @@ def test_npz_arrays(tmp_path, store):
 
     frame = load_data(tmp_path / "d.npz", DataConfig()).frame
     sets = _sets(tmp_path, "npz-model", f"validation.suite={_suite(tmp_path, frame)}")
-    assert _mpops("run", "--data", str(tmp_path / "d.npz"), "--precisions", "fp32,bf16", *sets) == 0
+    assert mpops("run", "--data", str(tmp_path / "d.npz"), "--precisions", "fp32,bf16", *sets) == 0
     scored = _score_in_fresh_process(store, "npz-model", frame.drop(columns="label").head(50), tmp_path)
     assert np.mean(np.array(scored, dtype=int) == d.target[:50]) > 0.8
-    assert _mpops("monitor", "--batch", str(tmp_path / "d.npz"), *sets) == 0
+    assert mpops("monitor", "--batch", str(tmp_path / "d.npz"), *sets) == 0
 
 
 def test_image_folder_with_the_zoo_cnn(tmp_path, store):
@@ -135,21 +125,21 @@ def test_image_folder_with_the_zoo_cnn(tmp_path, store):
     # monitor.max_accuracy_drop: a tiny model's batch accuracy is noisy; this test is about the image statistics.
     sets = _sets(tmp_path, "img-model", "train.model=cnn", "data.image_size=[16,16]", "data.image_channels=1",
                  "monitor.max_accuracy_drop=0.5")
-    assert _mpops("run", "--data", str(root), "--precisions", "fp32,bf16", *sets) == 0
+    assert mpops("run", "--data", str(root), "--precisions", "fp32,bf16", *sets) == 0
     version = MlflowClient().get_model_version_by_alias("img-model", "champion")
     assert version.tags["data.md5"].endswith(".dir")
     batch = write_digit_pngs(tmp_path / "batch", per_class=15, classes=(0, 1, 2, 3), size=16, start=40)
-    assert _mpops("predict", "--input", str(batch), "--output", str(tmp_path / "p.csv"), "--model-uri",
+    assert mpops("predict", "--input", str(batch), "--output", str(tmp_path / "p.csv"), "--model-uri",
                   "models:/img-model@champion") == 0
     pred = pd.read_csv(tmp_path / "p.csv")
     assert list(pred.columns)[:3] == ["path", "class", "prediction"] and "precision" in pred.columns
     assert (pred["prediction"] == pred["class"]).mean() > 0.7
-    assert _mpops("monitor", "--batch", str(batch), *sets) == 0
+    assert mpops("monitor", "--batch", str(batch), *sets) == 0
     dark = tmp_path / "dark"  # inverted images: intensity and contrast shift, the per-image statistics see it
     for path in batch.rglob("*.png"):
         (dark / path.parent.name).mkdir(parents=True, exist_ok=True)
         ImageOps.invert(Image.open(path).convert("L")).save(dark / path.parent.name / path.name)
-    assert _mpops("monitor", "--batch", str(dark), *sets) == 5
+    assert mpops("monitor", "--batch", str(dark), *sets) == 5
     drift = json.loads((tmp_path / "monitor" / "report.json").read_text())
     assert [f["name"] for f in drift["features"]] == ["width", "height", "mean_intensity", "contrast"]
     assert {f["name"] for f in drift["features"] if f["drifted"]} >= {"mean_intensity"}
@@ -159,5 +149,5 @@ def test_image_folder_with_the_zoo_cnn(tmp_path, store):
     pixels = load_data(batch, DataConfig(image_size=(16, 16))).frame.drop(columns="label").head(10)
     assert len(_score_in_fresh_process(store, "img-model", pixels, tmp_path)) == 10
     (batch / "0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    assert _mpops("predict", "--input", str(batch), "--output", str(tmp_path / "q.csv"), "--model-uri",
+    assert mpops("predict", "--input", str(batch), "--output", str(tmp_path / "q.csv"), "--model-uri",
                   "models:/img-model@champion") == 3

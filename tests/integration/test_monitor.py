@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import pytest
 
-from tests.conftest import _use_store
+from tests.conftest import _use_store, mpops
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # min_speedup: bf16 may become the champion even when this noisy machine measures it slower than fp32; the gate
@@ -15,16 +15,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "train.batch_size=128", "probe.steps=0",
         "validation.label_errors=false", "gate.min_speedup=0.01"]
 SHIFTED = ("pixel_20", "pixel_36", "pixel_43")
-
-
-def _mpops(*args: str) -> int:
-    from flows.cli import main
-
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +31,7 @@ def registered(prefect_harness, tmp_path_factory, digits_frame, session_store):
     digits_frame.to_csv(data, index=False)
     sets = [f"data.path={data}", f"validation.report_dir={folder / 'validation'}",
             f"train.checkpoint_dir={folder / 'ckpt'}", f"monitor.report_dir={folder / 'report'}", *TINY]
-    code = _mpops("run", "--precisions", "fp32,bf16", *[a for s in sets for a in ("--set", s)])
+    code = mpops("run", "--precisions", "fp32,bf16", *[a for s in sets for a in ("--set", s)])
     assert code == 0
     test_rows = digits_frame[(assign_split(digits_frame, "label", 0.2, 0) == "test").to_numpy()]
     yield folder, sets, test_rows
@@ -57,7 +47,7 @@ def _monitor(registered, frame: pd.DataFrame | None, name: str, *extra: str) -> 
     path = folder / name
     if frame is not None:
         frame.to_csv(path, index=False)
-    return _mpops("monitor", "--batch", str(path), *[a for s in sets for a in ("--set", s)], *extra)
+    return mpops("monitor", "--batch", str(path), *[a for s in sets for a in ("--set", s)], *extra)
 
 
 def _last_monitor_run():
