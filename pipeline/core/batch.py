@@ -62,12 +62,15 @@ def label_indices(labels: pd.Series, classes: tuple[Any, ...]) -> np.ndarray:
 
 def score_batch(batch: Batch, reference: ReferenceStats, cfg: MonitorConfig,
                 predict_labels: Callable[[pd.DataFrame], np.ndarray],
-                twin: tuple[torch.nn.Module, PrecisionPolicy] | None = None) -> DriftReport:
+                twin: tuple[torch.nn.Module, PrecisionPolicy] | None = None,
+                predict_proba: Callable[[np.ndarray], np.ndarray] | None = None) -> DriftReport:
     """Score the batch with the champion (`predict_labels`: its labels, in its precision) and its fp32 twin,
-    and compare with the reference."""
+    and compare with the reference; `predict_proba` (the champion's class probabilities of float32 rows)
+    gives the accuracy estimate without labels."""
     frame = pd.DataFrame(batch.x, columns=list(reference.feature_columns))
     index = {c: i for i, c in enumerate(reference.classes)}
     champion_pred = np.array([index.get(plain_value(v), -1) for v in predict_labels(frame)], dtype=np.int64)
     twin_pred = predict_indices(twin[0], batch.x.astype(np.float32), twin[1]) if twin is not None else None
     y = label_indices(batch.labels, reference.classes) if batch.labels is not None else None
-    return compare(batch.x, reference, cfg, champion_pred, twin_pred, y)
+    probs = predict_proba(batch.x.astype(np.float32)) if predict_proba is not None else None
+    return compare(batch.x, reference, cfg, champion_pred, twin_pred, y, probs)

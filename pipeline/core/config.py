@@ -143,10 +143,15 @@ class MonitorConfig:
     report_dir: str = "out/monitoring"  # drift report (CSV, Markdown, JSON, plots); relative to the project
     psi_bins: int = 10  # quantile bins of the training split (read at registration, stored in the reference)
     reference_sample: int = 2000  # training values kept per feature for the KS test (read at registration)
-    psi_threshold: float = 0.2  # a feature drifts when its PSI passes this ...
+    # Share of unshifted batches, of any size, allowed to raise an alarm; the PSI cut-offs of features and
+    # predictions are derived from the reference for each batch size to hold it.
+    false_alarm_rate: float = 0.01
+    psi_threshold: float = 0.1  # a feature drifts when its PSI passes its cut-off and this floor ...
     ks_alpha: float = 0.01  # ... and its KS p-value is below this alpha divided by the number of features
     max_drifted_share: float = 0.0  # the batch drifts when more features than this share drift (0: any one)
-    max_prediction_psi: float = 0.2  # PSI of the predicted class shares vs the test split's
+    max_prediction_psi: float = 0.1  # floor under the calibrated cut-off of the predicted class shares' PSI
+    max_estimated_accuracy_drop: float = 0.05  # registered accuracy minus the estimate without labels
+    max_calibration_error: float = 0.05  # above this (held-out, after calibration) the estimate is untrusted
     max_accuracy_drop: float = 0.05  # batches with labels: registered test accuracy minus batch accuracy
     max_agreement_drop: float = 0.02  # champion vs its fp32 twin: agreement at registration minus on the batch
     max_fp16_overflow: int = 0  # feature values with |x| > 65504, which fp16 cannot hold
