@@ -50,7 +50,8 @@ def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, rep
     model_uri = registry.log_model(chosen.run_id, r, sp)
     # The twin's test predictions are those of its evaluation: no second pass over the test split.
     ref = reference_stats(sp.x_train, sp.feature_columns, sp.classes, r.precision, chosen.eval.predictions,
-                          chosen.eval.accuracy, twin.eval.predictions if twin else None, cfg.monitor)
+                          chosen.eval.accuracy, twin.eval.predictions if twin else None, cfg.monitor,
+                          chosen.eval.probabilities, sp.y_test)
     reference.log_reference(chosen.run_id, ref, twin.result if twin else None, sp)
     return model_uri
 

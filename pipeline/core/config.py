@@ -156,6 +156,18 @@ class MonitorConfig:
     max_agreement_drop: float = 0.02  # champion vs its fp32 twin: agreement at registration minus on the batch
     max_fp16_overflow: int = 0  # feature values with |x| > 65504, which fp16 cannot hold
     plot_top_k: int = 6  # per-feature plots: the drifted ones plus this many more by PSI
+    keep_drifted: bool = True  # copy a drifted batch under keep_dir/YYYY-MM-DD/ and pin it with DVC
+    keep_dir: str = "incoming/drifted"  # relative to the project; --retrain trains on its labelled batches too
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """One message per gate failure, drift and champion change."""
+
+    # An Apprise URL (slack://, mailto://, json://, ...) or a plain http(s):// URL, which gets a JSON POST.
+    # Empty: no message. Never logged: such URLs often carry a token.
+    webhook_url: str = ""
+    timeout_s: float = 5.0  # a notification never holds a run longer than this
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def as_flat_dict(self) -> dict[str, Any]:
         """Dotted keys (`train.lr`) for MLflow params."""
@@ -178,6 +191,7 @@ class Config:
             if dataclasses.is_dataclass(section):
                 for k, v in dataclasses.asdict(section).items():
                     out[f"{f.name}.{k}"] = v
+        out["notify.webhook_url"] = "set" if self.notify.webhook_url else ""
         return out
 
 

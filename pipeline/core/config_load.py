@@ -122,7 +122,8 @@ def validate_config(cfg: Config) -> None:
              (cfg.sweep.noise_seeds >= 2, "sweep.noise_seeds must be 2 or more: the noise is seed-to-seed"),
              (bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty"),
              (cfg.registry.unreachable_after_s >= 1, "registry.unreachable_after_s must be 1 or more"),
-             *_validation_rules(cfg.validation), *_monitor_rules(cfg.monitor)]
+             *_validation_rules(cfg.validation), *_monitor_rules(cfg.monitor),
+             (cfg.notify.timeout_s > 0, "notify.timeout_s must be positive")]
     for ok, message in rules:
         if not ok:
             raise ConfigError(f"config: {message}")
