@@ -90,8 +90,11 @@ def retrain_data(cfg: Config, root: Path, champion: Champion) -> tuple[str | Non
     return str(training_folder(root / cfg.data.path, labelled, folder, columns)), note
 
 
-def _retrain(config: str | None, overrides: dict[str, Any] | list[str] | None, data: str | None, note: str) -> str:
-    """A deployment run when a Prefect server has the retraining deployment, else the training flow as a subflow."""
+def _retrain(config: str | None, overrides: dict[str, Any] | list[str] | None, data: str | None = None,
+             note: str = "") -> str:
+    """A deployment run when a Prefect server has the retraining deployment, else the training flow as a subflow;
+    `data`: the folder of pinned plus kept batches (None: the configured data), `note`: what went into it."""
+    note = f"; {note}" if note else ""
     if os.environ.get("PREFECT_API_URL"):
         from prefect.deployments import run_deployment
         from prefect.exceptions import ObjectNotFound
@@ -99,14 +102,14 @@ def _retrain(config: str | None, overrides: dict[str, Any] | list[str] | None, d
         try:
             run = run_deployment(name=RETRAIN_DEPLOYMENT, timeout=0,  # timeout=0: start it, do not wait
                                  parameters={"data": data} if data else None)
-            return f"started deployment {RETRAIN_DEPLOYMENT}: flow run {run.name} ({run.id}); {note}"
+            return f"started deployment {RETRAIN_DEPLOYMENT}: flow run {run.name} ({run.id}){note}"
         except ObjectNotFound:
             get_run_logger().info("no deployment %s on the server: retraining here", RETRAIN_DEPLOYMENT)
     try:
         reg = training_flow(config=config, data=data, overrides=overrides).registration
     except MpopsError as e:  # the monitor's verdict stands whatever the retraining did; its reason is reported
-        return f"retraining failed: {e}; {note}"
-    return f"retrained: registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}; {note}"
+        return f"retraining failed: {e}{note}"
+    return f"retrained: registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}{note}"
 
 
 def act_on_drift(cfg: Config, root: Path, report: DriftReport, champion: Champion, rows: Batch, run_id: str

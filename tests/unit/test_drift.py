@@ -257,21 +257,24 @@ def test_retrain_uses_the_deployment_when_a_server_has_it(monkeypatch):
     calls = []
     run_id = uuid.uuid4()
 
-    def fake_run_deployment(name, timeout):
-        calls.append((name, timeout))
+    def fake_run_deployment(name, timeout, parameters=None):
+        calls.append((name, timeout, parameters))
         return types.SimpleNamespace(name="brave-otter", id=run_id)
 
     monkeypatch.setattr(prefect.deployments, "run_deployment", fake_run_deployment)
     said = monitoring._retrain(None, None)
-    assert calls == [("mpops-training/nightly-retrain", 0)]
+    assert calls == [("mpops-training/nightly-retrain", 0, None)]
     assert said == f"started deployment mpops-training/nightly-retrain: flow run brave-otter ({run_id})"
+    said = monitoring._retrain(None, None, "out/retrain-data", "1 labelled kept batch(es) added")
+    assert calls[-1] == ("mpops-training/nightly-retrain", 0, {"data": "out/retrain-data"})
+    assert said.endswith("; 1 labelled kept batch(es) added")
 
-    def missing(name, timeout):
+    def missing(name, timeout, parameters=None):
         raise ObjectNotFound(None)
 
     subflow = []
 
-    def fake_training_flow(config, overrides):
+    def fake_training_flow(config, overrides, data=None):
         subflow.append((config, overrides))
         raise GateFailed("no candidate passed the gates: fp32: accuracy floor; nothing registered")
 
