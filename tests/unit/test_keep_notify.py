@@ -109,3 +109,16 @@ def test_no_url_no_message_and_a_dead_url_only_warns(receiver, monkeypatch):
 def test_the_webhook_url_is_never_logged_as_a_parameter():
     cfg = Config(notify=NotifyConfig(webhook_url="https://hooks.example/secret-token"))
     assert cfg.as_flat_dict()["notify.webhook_url"] == "set"
+
+
+def test_inside_a_dvc_project_the_kept_batch_is_added_to_dvc_and_its_cache(tmp_path):
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    src = tmp_path / "batch.csv"
+    _frame(True).to_csv(src, index=False)
+    kept = keep_batch(src, tmp_path / "incoming" / "drifted", tmp_path, labelled=True, day=dt.date(2026, 3, 4))
+    assert kept.cached
+    md5 = yaml.safe_load(kept.pointer.read_text())["outs"][0]["md5"]
+    assert md5 == kept.md5 and (tmp_path / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).is_file()
