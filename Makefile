@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data run test clean
+.PHONY: setup data run test bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ run: data
 
 test: data
 	$(PY) -m pytest -q -rs
+
+# Runs every bench in bench/ and rewrites docs/benchmarks.md from their JSON (kept in out/bench/).
+bench: data
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) mlruns .pytest_cache

@@ -13,10 +13,10 @@ err = Console(stderr=True, soft_wrap=True)
 # CI logs are not terminals: rich would fold the summary table to 80 columns there.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
-ConfigOpt = typer.Option(None, "--config", help="YAML config file")
-DataOpt = typer.Option(None, "--data", help="CSV/Parquet file or folder (default: data/ pinned by data.dvc)")
-SetOpt = typer.Option([], "--set", help="override a config key: --set train.epochs=5")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bars and only Prefect's warnings")
+ConfigOpt = typer.Option(None, "--config", help="YAML config file (default: none, the built-in defaults)")
+DataOpt = typer.Option(None, "--data", help="CSV/Parquet file or folder (default: data/ as pinned by data.dvc)")
+SetOpt = typer.Option([], "--set", help="override a config key: --set train.epochs=5 (default: none)")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bars and only Prefect's warnings (default: off)")
 
 
 def say(text: str) -> None:
@@ -37,3 +37,4 @@ def tracking_uri() -> str:
     from pipeline.tracking.store import setup_tracking
 
     return setup_tracking(project_root())
+ModelUriOpt = typer.Option(None, "--model-uri", help="(default: models:/NAME@champion, NAME from the config)")

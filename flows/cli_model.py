@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli_base import ConfigOpt, say, tracking_uri, app, out
+from flows.cli_base import ConfigOpt, ModelUriOpt, say, tracking_uri, app, out
 from flows.common import resolve
 from pipeline.core.errors import ConfigError, DriftDetected
 
@@ -15,7 +15,7 @@ from pipeline.core.errors import ConfigError, DriftDetected
 @app.command()
 def predict(input: str = typer.Option(..., "--input", help="CSV/Parquet of the feature columns"),
             output: str = typer.Option(..., "--output", help="where to write the rows with a prediction column"),
-            model_uri: Optional[str] = typer.Option(None, "--model-uri"),
+            model_uri: Optional[str] = ModelUriOpt,
             config: Optional[Path] = ConfigOpt) -> None:
     """Score a file with the champion (or --model-uri)."""
     from pipeline.tracking.predict import predict_file
@@ -29,10 +29,11 @@ def predict(input: str = typer.Option(..., "--input", help="CSV/Parquet of the f
 
 @app.command()
 def monitor(batch: str = typer.Option(..., "--batch", help="CSV/Parquet of the feature columns (label optional)"),
-            retrain: bool = typer.Option(False, "--retrain", help="on drift, start the training flow"),
-            model_uri: Optional[str] = typer.Option(None, "--model-uri", help="default models:/NAME@champion"),
+            retrain: bool = typer.Option(False, "--retrain", help="on drift, start the training flow (default: off)"),
+            model_uri: Optional[str] = ModelUriOpt,
             config: Optional[Path] = ConfigOpt,
-            set_: list[str] = typer.Option([], "--set", help="override a config key: --set monitor.psi_threshold=0.3")
+            set_: list[str] = typer.Option([], "--set", help="override a config key: --set "
+                                                             "monitor.psi_threshold=0.3 (default: none)")
             ) -> None:
     """Compare a batch with the champion's training reference; exit 5 on drift."""
     from flows.run_output import print_monitor

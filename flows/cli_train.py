@@ -13,13 +13,16 @@ from pipeline.core.errors import ConfigError, MpopsError
 
 @app.command()
 def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
-        precisions: Optional[str] = typer.Option(None, "--precisions",
-                                                 help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8"),
+        precisions: Optional[str] = typer.Option(
+            None, "--precisions",
+            help="comma-separated: fp32 (required), tf32, bf16, fp16, bf16-true, fp8 (default: fp32,bf16,fp16)"),
         set_: list[str] = SetOpt,
-        resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoints"),
-        report: Optional[Path] = typer.Option(None, "--report", help="write the gate report (JSON) here, pass or fail"),
+        resume: bool = typer.Option(False, "--resume",
+                                    help="continue a killed run from its last checkpoints (default: off)"),
+        report: Optional[Path] = typer.Option(None, "--report",
+                                              help="write the gate report (JSON) here, pass or fail (default: none)"),
         require_pinned: bool = typer.Option(False, "--require-pinned",
-                                            help="refuse (exit 3) data other than what data.dvc pins"),
+                                            help="refuse (exit 3) data other than what data.dvc pins (default: off)"),
         quiet: bool = QuietOpt) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
     from pipeline.core import distributed
@@ -90,7 +93,7 @@ app.add_typer(expectations_app, name="expectations")
 def expectations_init(data: str = typer.Option(..., "--data", help="a trusted reference CSV/Parquet file or folder"),
                       name: str = typer.Option(..., "--name", help="suite name; writes expectations/NAME.json"),
                       label: Optional[str] = typer.Option(None, "--label", help="label column (default: config)"),
-                      force: bool = typer.Option(False, "--force", help="overwrite an existing suite"),
+                      force: bool = typer.Option(False, "--force", help="overwrite an existing suite (default: off)"),
                       config: Optional[Path] = ConfigOpt) -> None:
     """Write a suite (schema, ranges, label set, class shares) inferred from a reference file, for review."""
     from pipeline.core.data import load_dataset
@@ -107,7 +110,8 @@ def expectations_init(data: str = typer.Option(..., "--data", help="a trusted re
 
 @app.command()
 def sweep(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
-          set_: list[str] = typer.Option([], "--set", help="e.g. --set sweep.batch_sizes=128,512"),
+          set_: list[str] = typer.Option([], "--set", help="override a config key, e.g. --set "
+                                                           "sweep.batch_sizes=128,512 (default: none)"),
           quiet: bool = QuietOpt) -> None:
     """Train every available precision (and sweep.batch_sizes) as nested runs; log the trade-off table and
     Pareto plot; name the precision the gate would pick. Registers nothing."""
@@ -126,7 +130,8 @@ def sweep(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
 
 @app.command("noise-floor")
 def noise_floor(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
-                seeds: Optional[int] = typer.Option(None, "--seeds", help="fp32 trainings (default sweep.noise_seeds)"),
+                seeds: Optional[int] = typer.Option(None, "--seeds",
+                                                    help="fp32 trainings (default: sweep.noise_seeds, 5)"),
                 set_: list[str] = SetOpt, quiet: bool = QuietOpt) -> None:
     """Train fp32 with N seeds; report the spread of every gated figure and the tolerances it suggests."""
     resolve(config, data, None, [*set_, *([f"sweep.noise_seeds={seeds}"] if seeds is not None else [])])

@@ -10,15 +10,26 @@ from flows.training import RunOutcome
 from pipeline.core import strict_json
 from pipeline.core.config import Config
 from pipeline.core.errors import MpopsError
+from pipeline.core.hardware import detect, hardware_line, precision_path
 from pipeline.render.terminal import (ci_summary, drift_figures, drifted_table, summary_table, what_it_bought,
                                      what_it_could_miss)
 from pipeline.tracking.runs import run_url
 
 
+def _hardware(outcome: RunOutcome):
+    return detect(outcome.results[0].device)
+
+
+def _why(outcome: RunOutcome) -> str:
+    """The CPU flags (or GPU and compute capability) behind the precision decision."""
+    tried = tuple(r.precision for r in outcome.results) + tuple(r.precision for r in outcome.probes if r.dropped)
+    return hardware_line(_hardware(outcome), tuple(dict.fromkeys(tried)))
+
+
 def _summary(outcome: RunOutcome) -> str:
     reg = outcome.registration
     return ci_summary(outcome.results, outcome.gate, outcome.probes, reg.model_name, reg.version, reg.aliases,
-                      reg.champion_reason)
+                      reg.champion_reason, _why(outcome))
 
 
 def write_run_report(path: Path, outcome: RunOutcome | None = None, error: MpopsError | None = None) -> None:
@@ -41,23 +52,37 @@ def _run_link(run_id: str) -> str:
     return url if url.startswith("http") else run_id
 
 
+def shown(path_or_uri: str | Path) -> str:
+    """A path (or sqlite URI) under the working directory shown relative to it: output a user can paste anywhere."""
+    text = str(path_or_uri)
+    here = str(Path.cwd())
+    for prefix in ("sqlite:///", ""):
+        if text.startswith(prefix + here + "/"):
+            return prefix + text[len(prefix + here) + 1:]
+    return text
+
+
 def print_run(out: Console, outcome: RunOutcome, cfg: Config, root: Path, uri: str, report: Path | None) -> None:
     say = lambda text: out.print(text, markup=False, highlight=False)  # noqa: E731
     out.print(summary_table(list(outcome.results), list(outcome.evals), outcome.gate))
-    dropped = [f"{r.precision}: {r.reason}" for r in outcome.probes if r.dropped]
+    hw = _hardware(outcome)
+    dropped = [f"{r.precision}: {r.reason} ({precision_path(hw, r.precision)})"
+               for r in outcome.probes if r.dropped]
     if dropped:
         say(f"Dropped by the precision probe before full training: {'; '.join(dropped)}")
     say(f"What reduced precision bought on this machine: {what_it_bought(outcome.gate) or 'n/a'}")
     say(f"Gate: {outcome.gate.reason}")
+    say(f"Hardware behind the decision: {_why(outcome)}")
     missed = what_it_could_miss(outcome.gate)
     if missed:
         say(f"What the gate could have missed: {missed}")
     reg = outcome.registration
     say(f"Registered {reg.model_name} version {reg.version} with alias(es) {', '.join(reg.aliases)} "
         f"({reg.champion_reason}).")
-    say(f"Tracking store: {uri}  (look: mlflow ui --backend-store-uri {uri}); parent run {outcome.parent_run_id}")
+    say(f"Tracking store: {shown(uri)}  (look: mlflow ui --backend-store-uri {shown(uri)}); "
+        f"parent run {outcome.parent_run_id}")
     say(f"Summary: {_summary(outcome)}")
-    written = [f"validation report {root / cfg.validation.report_dir}",
+    written = [f"validation report {shown(root / cfg.validation.report_dir)}",
                f"parent run {_run_link(outcome.parent_run_id)} (gate/report.md, gate/report.json, tradeoff.md, "
                "plots/*.png, validation/)",
                f"model models:/{reg.model_name}/{reg.version} (model_card.md, monitoring/ reference and fp32 twin)"]

@@ -54,7 +54,8 @@ def what_it_could_miss(report: GateReport) -> str:
 
 
 def ci_summary(results: tuple[TrainResult, ...], report: GateReport, probes: tuple[ProbeResult, ...],
-               model_name: str, version: str, aliases: tuple[str, ...], champion_reason: str) -> str:
+               model_name: str, version: str, aliases: tuple[str, ...], champion_reason: str,
+               hardware: str = "") -> str:
     """One paragraph for a CI log: what was trained, what the gate chose and why, what was registered."""
     dropped = [f"{r.precision} ({r.reason})" for r in probes if r.dropped]
     selected = report.verdict(report.selected)
@@ -62,7 +63,9 @@ def ci_summary(results: tuple[TrainResult, ...], report: GateReport, probes: tup
             + (f"; the probe dropped {'; '.join(dropped)}" if dropped else "")
             + f". The gate selected {report.selected} ({selected.speedup:.2f}x fp32 training throughput, accuracy "
             f"{selected.accuracy:.4f}, {selected.accuracy_delta:+.4f} vs fp32, {selected.memory_ratio:.2f}x peak "
-            f"memory){'; ' + _power_text(selected) if selected.power else ''}. Registered {model_name} version {version} as {', '.join(aliases)}; "
+            f"memory){'; ' + _power_text(selected) if selected.power else ''}"
+            + (f"; on {hardware}" if hardware else "")
+            + f". Registered {model_name} version {version} as {', '.join(aliases)}; "
             f"{champion_reason}.")
 
 
