@@ -112,14 +112,14 @@ def _retrain(config: str | None, overrides: dict[str, Any] | list[str] | None, d
     return f"retrained: registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}{note}"
 
 
-def act_on_drift(cfg: Config, root: Path, report: DriftReport, champion: Champion, rows: Batch, run_id: str
-                 ) -> KeptBatch | None:
+def act_on_drift(cfg: Config, root: Path, report: DriftReport, champion: Champion, rows: Batch, run_id: str,
+                 retraining: bool = False) -> KeptBatch | None:
     """Keep the batch, tell the monitoring run where, emit the drift event and send the notification."""
     kept = keep_drifted(cfg, root, rows, champion) if cfg.monitor.keep_drifted else None
     if kept:
         monitoring.tag_kept(run_id, str(kept.path), kept.md5, kept.labelled)
     emit_drift(report, champion.model_name or cfg.registry.model_name, champion.version, rows.path,
-               str(kept.path) if kept else None)
+               str(kept.path) if kept else None, retraining)
     notify(cfg, f"mpops: drift in {rows.path}", report.verdict + (f"\nkept as {kept.path} (md5 {kept.md5})"
                                                                   if kept else ""))
     return kept
@@ -139,7 +139,7 @@ def monitor_flow(batch: str, retrain: bool = False, config: str | None = None,
     folder, run_id = write_drift_report(cfg, root, report, champion, rows)
     (get_run_logger().warning if report.drifted else get_run_logger().info)("monitor %s: %s", batch, report.verdict)
     publish_drift(report, (folder / "report.md").read_text(), run_id, champion.model_name, champion.version)
-    kept = act_on_drift(cfg, root, report, champion, rows, run_id) if report.drifted else None
+    kept = act_on_drift(cfg, root, report, champion, rows, run_id, retrain) if report.drifted else None
     retrained = None
     if report.drifted and retrain:
         retrained = _retrain(config, overrides, *retrain_data(cfg, root, champion))

@@ -77,10 +77,13 @@ def publish_drift(report: DriftReport, markdown: str, run_id: str, name: str | N
     _links(run_id, name, version, "mpops-monitoring")
 
 
-def emit_drift(report: DriftReport, model_name: str, version: str | None, batch: str, kept: str | None) -> None:
-    """The event prefect.yaml's retraining trigger listens for."""
+def emit_drift(report: DriftReport, model_name: str, version: str | None, batch: str, kept: str | None,
+               retraining: bool = False) -> None:
+    """The event prefect.yaml's retraining trigger listens for. `retraining`: this monitor retrains itself
+    (`--retrain`), labelled so the trigger does not start a second retraining."""
     _safely("drift event", emit_event, DRIFT_EVENT,
-            resource={"prefect.resource.id": f"mpops.model.{model_name}", "prefect.resource.name": model_name},
+            resource={"prefect.resource.id": f"mpops.model.{model_name}", "prefect.resource.name": model_name,
+                      "mpops.retraining": str(retraining).lower()},
             payload={"batch": batch, "kept": kept or "", "version": version or "",
                      "reasons": [r.split(":")[0] for r in report.reasons]})
 
