@@ -62,6 +62,7 @@ def keep_batch(source: str | Path, keep_dir: Path, root: Path, labelled: bool, d
     pointer = target.with_name(target.name + ".dvc")
     if not cached or not pointer.is_file():
         pointer = _write_pointer(target, md5)
+    # Beside the pointer and, like it, in git: whether retraining may use the batch travels with it.
     (folder / f"{target.name}.labelled").write_text("true\n" if labelled else "false\n")
     return KeptBatch(target, pointer, md5, labelled, cached)
 
