@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 # Import order is the order of `mpops --help`: training first, then the registered model.
-import flows.cli_train  # noqa: F401,I001  registers its commands on app
+import flows.cli_init  # noqa: F401,I001  registers its commands on app
+import flows.cli_train  # noqa: F401  registers its commands on app
 import flows.cli_model  # noqa: F401  registers its commands on app
 from flows.cli_base import app, err
 from flows.common import prepare_process

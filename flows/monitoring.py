@@ -21,8 +21,9 @@ from pipeline.core.config import Config
 from pipeline.core.drift import DriftReport
 from pipeline.core.errors import DriftDetected, MpopsError
 from pipeline.core.keep import KeptBatch, keep_batch, kept_batches, training_folder
+from pipeline.core.provenance import dvc_hash
 from pipeline.render.drift import write_report
-from pipeline.tracking import monitoring, reference
+from pipeline.tracking import lineage, monitoring, reference
 from pipeline.tracking.reference import Champion
 from pipeline.tracking.store import artifact_location, setup_tracking
 
@@ -66,6 +67,15 @@ def write_drift_report(cfg: Config, root: Path, report: DriftReport, champion: C
     folder = write_report(report, champion.reference, batch, champion.model_uri, root / cfg.monitor.report_dir,
                           cfg.monitor.plot_top_k)
     return folder, monitoring.log_report(report, champion, batch, folder, cfg.monitor, artifact_location(root))
+
+
+@task(name="log-batch-dataset", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
+def log_batch_dataset(champion: Champion, batch: Batch, run_id: str) -> None:
+    """The batch as the monitoring run's MLflow dataset input, digest = DVC's hash of the batch file or folder."""
+    digest = dvc_hash(batch.path)
+    lineage.log_datasets([run_id], [lineage.batch_input(batch.x, champion.reference.feature_columns, batch.path,
+                                                        digest)])
 
 
 @task(name="keep-drifted-batch", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE,
@@ -137,6 +147,7 @@ def monitor_flow(batch: str, retrain: bool = False, config: str | None = None,
     rows = read_batch(cfg, batch, champion)
     report = monitor_batch(cfg, champion, rows)
     folder, run_id = write_drift_report(cfg, root, report, champion, rows)
+    log_batch_dataset(champion, rows, run_id)
     (get_run_logger().warning if report.drifted else get_run_logger().info)("monitor %s: %s", batch, report.verdict)
     publish_drift(report, (folder / "report.md").read_text(), run_id, champion.model_name, champion.version)
     kept = act_on_drift(cfg, root, report, champion, rows, run_id, retrain) if report.drifted else None

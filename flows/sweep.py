@@ -57,10 +57,11 @@ def sweep_flow(config: str | None = None, data: str | None = None,
     precisions = cfg.sweep.precisions or available_precisions(resolve_device(cfg.train.device))
     batch_sizes = cfg.sweep.batch_sizes or (cfg.train.batch_size,)
     ds = load_data(cfg)
-    tags = {**provenance(cfg, root, ds).as_tags(), "mpops.kind": "sweep"}
+    prov = provenance(cfg, root, ds)
+    tags = {**prov.as_tags(), "mpops.kind": "sweep"}
     with runs.tracked_run(cfg.registry.experiment, "sweep", artifact_location(root), tags=tags) as parent_id:
         runs.log_values(parent_id, params={**cfg.as_flat_dict(), "sweep.precisions_run": ",".join(precisions)})
-        sp, _ = validated_split(cfg, root, parent_id, ds)
+        sp, _ = validated_split(cfg, root, parent_id, ds, prov)
         points, reports = [], []
         for b in batch_sizes:
             more, report = _batch(cfg, sp, precisions, b, parent_id, root)
@@ -95,10 +96,11 @@ def noise_floor_flow(config: str | None = None, data: str | None = None,
     setup_tracking(root, cfg.registry.unreachable_after_s)
     chosen = tuple(cfg.train.seed + i for i in range(cfg.sweep.noise_seeds))
     ds = load_data(cfg)
-    tags = {**provenance(cfg, root, ds).as_tags(), "mpops.kind": "noise-floor"}
+    prov = provenance(cfg, root, ds)
+    tags = {**prov.as_tags(), "mpops.kind": "noise-floor"}
     with runs.tracked_run(cfg.registry.experiment, "noise-floor", artifact_location(root), tags=tags) as parent_id:
         runs.log_values(parent_id, params={**cfg.as_flat_dict(), "noise.seeds": ",".join(map(str, chosen))})
-        sp, _ = validated_split(cfg, root, parent_id, ds)
+        sp, _ = validated_split(cfg, root, parent_id, ds, prov)
         evals = [train_precision(replace(cfg, train=replace(cfg.train, seed=s)), sp, "fp32", parent_id, root,
                                  run_name=f"fp32 seed {s}").eval for s in chosen]
         rows = noise_rows(evals[0], evals[1:], sp.y_test, cfg.gate, tuple(map(str, sp.classes)))

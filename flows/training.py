@@ -20,16 +20,17 @@ from pipeline.core.data import Dataset, Split, load_dataset, split_dataset
 from pipeline.core.device import resolve_device
 from pipeline.core.errors import GateFailed, ServiceUnavailable
 from pipeline.core.evaluate import EvalResult, evaluate
+from pipeline.core.factory import check_factory, is_zoo, load_factory, source_digest
 from pipeline.core.gate import CandidateMetrics, GateReport, gate
 from pipeline.core.probe import ProbeResult, decide, probe_one
 from pipeline.core.provenance import Provenance, collect_provenance
 from pipeline.core.provenance import require_pinned as require_data_pinned
 from pipeline.core.sweep import mark_pareto, sweep_points
-from pipeline.core.train import TrainResult, train
+from pipeline.core.train import TrainResult, model_spec, train
 from pipeline.core.validation.report import write_report
 from pipeline.core.validation.validate import ValidationReport, validate_frame
 from pipeline.render import markdown, plots, progress
-from pipeline.tracking import log, runs
+from pipeline.tracking import lineage, log, runs
 from pipeline.tracking.store import artifact_location, setup_tracking
 
 
@@ -68,11 +69,30 @@ def split(cfg: Config, ds: Dataset) -> Split:
     return split_dataset(ds, cfg.data.test_size, cfg.data.split_seed)
 
 
-def validated_split(cfg: Config, root: Path, parent_id: str, ds: Dataset) -> tuple[Split, ValidationReport]:
-    """Validation then split, shared by run, sweep and noise-floor: nothing trains on data that failed."""
+@task(name="check-model", cache_policy=NO_CACHE)
+def check_model(cfg: Config, sp: Split) -> None:
+    """A factory of the user's own builds a module whose output fits the data, or one error line (exit 2)."""
+    spec = model_spec(sp, cfg.train)
+    check_factory(spec.kind, spec.input_spec, spec.n_classes, spec.params)
+
+
+@task(name="log-datasets", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
+def log_datasets(cfg: Config, sp: Split, prov: Provenance, run_ids: list[str]) -> None:
+    """The splits as MLflow dataset inputs of each run, digest = DVC's hash of the data read."""
+    lineage.log_datasets(run_ids, lineage.dataset_inputs(sp, cfg.data.label_column, cfg.data.path, prov.data_md5))
+
+
+def validated_split(cfg: Config, root: Path, parent_id: str, ds: Dataset,
+                    prov: Provenance) -> tuple[Split, ValidationReport]:
+    """Validation, split and the model check, shared by run, sweep and noise-floor: nothing trains on data that
+    failed, nor a model that cannot read it."""
     report = validate(cfg, root, ds)
     report.raise_if_failed(where=str(write_validation_report(cfg, root, report, parent_id)))
-    return split(cfg, ds), report
+    sp = split(cfg, ds)
+    log_datasets(cfg, sp, prov, [parent_id])
+    check_model(cfg, sp)
+    return sp, report
 
 
 @task(name="train-precision", cache_policy=NO_CACHE)
@@ -188,18 +208,21 @@ def training_flow(config: str | None = None, data: str | None = None, precisions
 
 
 def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: bool = False) -> RunOutcome:
+    if not is_zoo(cfg.train.model):
+        load_factory(cfg.train.model)  # an unimportable factory stops the run before any data is read
     check_tracking_store(cfg)
     ds = load_data(cfg)
     prov = provenance(cfg, root, ds, require_pinned)
     with runs.tracked_run(cfg.registry.experiment, "pipeline", artifact_location(root),
                           tags=prov.as_tags()) as parent_id:
         runs.log_values(parent_id, params=cfg.as_flat_dict())
-        sp, validation = validated_split(cfg, root, parent_id, ds)
-        key = run_key(cfg.train, cfg.data, prov.data_md5)
+        sp, validation = validated_split(cfg, root, parent_id, ds, prov)
+        key = run_key(cfg.train, cfg.data, prov.data_md5, source_digest(cfg.train.model))
         probes = probe_precisions(cfg, sp, parent_id) if cfg.probe.steps and len(cfg.precisions) > 1 else ()
         dropped = {r.precision for r in probes if r.dropped}
         trained = [train_precision(cfg, sp, p, parent_id, root, checkpointing(cfg, root, key, p, resume))
                    for p in cfg.precisions if p not in dropped]
+        log_datasets(cfg, sp, prov, [t.run_id for t in trained])
         report = gate_candidates(cfg, sp, trained, parent_id)
         log_plots(cfg, sp, trained, report, parent_id)
         try:

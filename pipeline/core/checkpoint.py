@@ -28,9 +28,12 @@ class Checkpointing:
     resume: bool
 
 
-def run_key(train_cfg: object, data_cfg: object, data_md5: str) -> str:
-    blob = json.dumps({"train": asdict(train_cfg), "data": asdict(data_cfg), "md5": data_md5},
-                      sort_keys=True, default=str)
+def run_key(train_cfg: object, data_cfg: object, data_md5: str, code_md5: str = "") -> str:
+    """`code_md5`: the source of a model factory of the user's own, which the config names but does not hold."""
+    shaping = {"train": asdict(train_cfg), "data": asdict(data_cfg), "md5": data_md5}
+    if code_md5:
+        shaping["code"] = code_md5
+    blob = json.dumps(shaping, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -45,7 +45,10 @@ class ValidationConfig:
 class TrainConfig:
     # 64 -> 1024 -> 1024 -> 1024 -> 10 at batch 512: big enough that the matmuls dominate a step, so
     # the precision of those matmuls is what the throughput measures (bench/precision_speedup.py).
-    model: str = "mlp"  # mlp, cnn (features as a square image) or transformer (image rows as tokens)
+    # mlp, cnn (features as a square image), transformer (image rows as tokens), or a factory of the
+    # user's own: package.module:build or path/to/file.py:build (pipeline/core/factory.py)
+    model: str = "mlp"
+    model_params: dict[str, Any] = field(default_factory=dict)  # passed to a factory as its `params`
     hidden_size: int = 1024
     hidden_layers: int = 3
     epochs: int = 15
@@ -190,7 +193,10 @@ class Config:
             section = getattr(self, f.name)
             if dataclasses.is_dataclass(section):
                 for k, v in dataclasses.asdict(section).items():
-                    out[f"{f.name}.{k}"] = v
+                    if isinstance(v, dict):  # train.model_params.width, not one param holding a mapping
+                        out.update({f"{f.name}.{k}.{key}": value for key, value in v.items()})
+                    else:
+                        out[f"{f.name}.{k}"] = v
         out["notify.webhook_url"] = "set" if self.notify.webhook_url else ""
         return out
 

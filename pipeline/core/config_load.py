@@ -15,12 +15,18 @@ import yaml
 from pipeline.core.config import (MODEL_ZOO, SELECTIONS, Config, GateConfig, MonitorConfig, TrainConfig,
                                   ValidationConfig)
 from pipeline.core.errors import ConfigError
+from pipeline.core.factory import resolve_file_reference
 from pipeline.core.modes import BASELINE, MODES, PRECISIONS
+from pipeline.core.project import project_root
 
 Overrides = list[str] | Mapping[str, Any] | None  # `key=value` strings (the CLI) or a mapping (a flow parameter)
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
+    if get_origin(typ) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config: {where} must be a mapping, got {value!r}")
+        return {str(k): v for k, v in value.items()}
     if get_origin(typ) is tuple:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
@@ -101,7 +107,10 @@ def load_config(path: str | Path | None = None, overrides: Overrides = None) -> 
         _set_dotted(raw, key, value)
     cfg = _build(Config, raw, "")
     validate_config(cfg)
-    return cfg
+    # A model file is found beside the config file first, then in the project.
+    folders = (*([Path(path).resolve().parent] if path is not None else []), project_root())
+    model = resolve_file_reference(cfg.train.model, folders)
+    return replace(cfg, train=replace(cfg.train, model=model)) if model != cfg.train.model else cfg
 
 
 def with_precisions(cfg: Config, precisions: str) -> Config:
@@ -157,7 +166,9 @@ def _train_rules(t: TrainConfig) -> list[tuple[bool, str]]:
         (t.lr > 0, "train.lr must be positive"),
         (t.warmup_steps >= 0, "train.warmup_steps must be 0 or more"),
         (t.scheduler in ("none", "cosine"), "train.scheduler must be none or cosine"),
-        (t.model in MODEL_ZOO, f"train.model must be {', '.join(MODEL_ZOO[:-1])} or {MODEL_ZOO[-1]}"),
+        (t.model in MODEL_ZOO or ":" in t.model,
+         f"train.model must be {', '.join(MODEL_ZOO)}, or a factory reference package.module:build "
+         "or path/to/file.py:build"),
         (t.init_scale > 0 and t.growth_interval > 0, "train.init_scale and train.growth_interval must be positive"),
         (0.0 <= t.max_skipped_share <= 1.0, "train.max_skipped_share must be between 0 and 1"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be 0 or more"),

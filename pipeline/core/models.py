@@ -7,7 +7,8 @@ model FLOP utilisation against the measured matmul peak (bench/matmul_peak.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from pipeline.core.config import MODEL_ZOO
 from pipeline.core.errors import ConfigError
+from pipeline.core.factory import InputSpec, build_user_module, count_flops, is_zoo
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,18 @@ class ModelSpec:
     n_classes: int
     hidden_size: int
     hidden_layers: int
-    kind: str = "mlp"
+    kind: str = "mlp"  # a zoo name, or a factory reference (pipeline.core.factory)
+    params: dict = field(default_factory=dict)  # train.model_params, for a factory
+    image: tuple[int, int, int] | None = None  # (channels, height, width) of image data
+    flops: int = 0  # a factory model's forward FLOPs per sample, counted by torch
+
+    def __post_init__(self) -> None:
+        if self.image is not None:  # read back from JSON as a list
+            object.__setattr__(self, "image", tuple(self.image))
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(self.n_features, *(self.image or ()))
 
     @property
     def side(self) -> int:
@@ -45,6 +58,8 @@ class ModelSpec:
     @property
     def flops_per_sample(self) -> int:
         """Forward multiply-adds x2 of the matmuls and convolutions (training is about 3x this)."""
+        if not is_zoo(self.kind):
+            return self.flops
         if self.kind == "cnn":
             s, c = self.side, self.channels
             pooled = (s // 2) ** 2 * 2 * c
@@ -115,14 +130,25 @@ def _layers(spec: ModelSpec) -> list[nn.Module]:
     return layers + [nn.Linear(width, spec.n_classes)]
 
 
-def build_model(spec: ModelSpec, x_train: np.ndarray | None = None) -> nn.Sequential:
+def build_model(spec: ModelSpec, x_train: np.ndarray | None = None, base: Path | None = None) -> nn.Sequential:
+    """The model, behind the standardisation layer; a factory's relative file reference is read from `base`."""
     mean = torch.zeros(spec.n_features)
     std = torch.ones(spec.n_features)
     if x_train is not None:
         mean = torch.from_numpy(x_train.mean(axis=0)).float()
         # Constant columns (the digits' always-blank border pixels) would divide by zero.
         std = torch.from_numpy(x_train.std(axis=0)).float().clamp_min(1e-6)
-    return nn.Sequential(Standardize(mean, std), *_layers(spec))
+    if is_zoo(spec.kind):
+        return nn.Sequential(Standardize(mean, std), *_layers(spec))
+    return nn.Sequential(Standardize(mean, std),
+                         build_user_module(spec.kind, spec.input_spec, spec.n_classes, spec.params, base))
+
+
+def with_flops(spec: ModelSpec, model: nn.Module) -> ModelSpec:
+    """A factory model's spec with its FLOPs per sample, which only a forward pass can tell."""
+    if is_zoo(spec.kind):
+        return spec
+    return replace(spec, flops=count_flops(model, spec.n_features))
 
 
 def count_parameters(model: nn.Module) -> int:

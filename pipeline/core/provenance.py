@@ -46,8 +46,11 @@ class Provenance:
         return tags
 
 
-def dvc_md5(project_root: Path) -> str:
-    pointer = project_root / "data.dvc"
+def dvc_md5(project_root: Path, data_path: str | Path | None = None) -> str:
+    """The md5 the data's own pointer (`<data>.dvc` beside it, as `dvc add` and `mpops init` write it)
+    records, else the project's data.dvc."""
+    beside = Path(f"{data_path}.dvc") if data_path is not None else None
+    pointer = beside if beside is not None and beside.is_file() else project_root / "data.dvc"
     if not pointer.is_file():
         return ""
     outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
@@ -105,7 +108,7 @@ def collect_provenance(project_root: Path, data_files: tuple[str, ...], data_pat
     root = project_root.resolve()
     if data_path is None:
         data_path = data_files[0] if len(data_files) == 1 else Path(data_files[0]).parent
-    pinned, read = dvc_md5(root), dvc_hash(data_path, root)
+    pinned, read = dvc_md5(root, Path(data_path).resolve()), dvc_hash(data_path, root)
     return Provenance(
         dvc_md5=pinned,
         data_md5=read,

@@ -19,7 +19,7 @@ from pipeline.core.config import TrainConfig
 from pipeline.core.data import Split
 from pipeline.core.device import resolve_device
 from pipeline.core.memory import PeakMemory
-from pipeline.core.models import ModelSpec, build_model
+from pipeline.core.models import ModelSpec, build_model, with_flops
 from pipeline.core.precision import PrecisionPolicy, StepOutcome, make_policy
 from pipeline.core.train_state import Loop, Progress, restore, snapshot
 
@@ -108,11 +108,21 @@ def health_stop(losses: list[torch.Tensor], skipped: int, steps: int, cfg: Train
     return None
 
 
+def model_spec(split: Split, cfg: TrainConfig) -> ModelSpec:
+    """What the model is built from; image data (a split with an `input_spec`) adds its channels and size."""
+    given = getattr(split, "input_spec", None)
+    image = (given.channels, given.height, given.width) if given is not None and given.channels else None
+    return ModelSpec(split.x_train.shape[1], len(split.classes), cfg.hidden_size, cfg.hidden_layers, cfg.model,
+                     dict(cfg.model_params), image)
+
+
 def _setup(split: Split, cfg: TrainConfig, precision: str, device: torch.device) -> Loop:
     policy = make_policy(precision, device, cfg.init_scale, cfg.growth_interval)
-    spec = ModelSpec(split.x_train.shape[1], len(split.classes), cfg.hidden_size, cfg.hidden_layers, cfg.model)
+    spec = model_spec(split, cfg)
     torch.manual_seed(cfg.seed)  # identical initial weights for every precision
-    net = policy.convert_module(build_model(spec, split.x_train).to(device))
+    built = build_model(spec, split.x_train)
+    spec = with_flops(spec, built)
+    net = policy.convert_module(built.to(device))
     w = distributed.world()
     model = net if w.size == 1 else torch.nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)

@@ -3,11 +3,18 @@
 A folder of two files: `weights.pt` (the state dict, CPU tensors, loaded with weights_only=True:
 data, never code) and `meta.json` (precision, model spec, feature columns, classes). The registered
 pyfunc model and the fp32 twin of the monitoring reference are both bundles.
+
+A model built by a factory of the user's own (pipeline.core.factory) carries that factory's source
+in `code/`: the file of a `file.py:build` reference, which meta.json then names relative to the
+bundle, or the package of a `package.module:build` one that is not installed, put on sys.path
+when the bundle is read. The bundle loads wherever mpops is installed, without the user's folder.
 """
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +23,7 @@ import numpy as np
 import torch
 
 from pipeline.core.device import resolve_device, serving_precision
+from pipeline.core.factory import CODE_DIR, is_file_reference, source_to_ship, split_reference
 from pipeline.core.models import ModelSpec, build_model
 from pipeline.core.precision import PrecisionPolicy, make_policy
 
@@ -45,10 +53,25 @@ def write_bundle(folder: Path, model: torch.nn.Module, precision: str, spec: Mod
                  feature_columns: tuple[str, ...], classes: tuple[Any, ...]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS)
-    meta = {"precision": precision, "spec": asdict(spec), "feature_columns": list(feature_columns),
-            "classes": [_plain(c) for c in classes]}
+    meta = {"precision": precision, "spec": {**asdict(spec), "kind": _ship_source(folder, spec.kind)},
+            "feature_columns": list(feature_columns), "classes": [_plain(c) for c in classes]}
     (folder / META).write_text(json.dumps(meta))
     return folder
+
+
+def _ship_source(folder: Path, model: str) -> str:
+    """Copy a factory's source into the bundle; the reference the bundle is read with."""
+    source = source_to_ship(model)
+    if source is None:
+        return model
+    code = folder / CODE_DIR
+    code.mkdir(exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, code / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                        dirs_exist_ok=True)
+    else:
+        shutil.copy2(source, code / source.name)
+    return f"{CODE_DIR}/{source.name}:{split_reference(model)[1]}" if is_file_reference(model) else model
 
 
 def read_bundle(folder: Path, device: str = "auto", allow_fallback: bool = False) -> Bundle:
@@ -61,7 +84,10 @@ def read_bundle(folder: Path, device: str = "auto", allow_fallback: bool = False
         log.warning("serving a model trained in %s in %s: this device (%s) cannot run %s",
                     meta["precision"], precision, where.type, meta["precision"])
     policy = make_policy(precision, where)
-    model = build_model(ModelSpec(**meta["spec"]))
+    code = str(Path(folder) / CODE_DIR)
+    if Path(code).is_dir() and not is_file_reference(meta["spec"]["kind"]) and code not in sys.path:
+        sys.path.insert(0, code)  # the shipped package of a package.module:build factory
+    model = build_model(ModelSpec(**meta["spec"]), base=Path(folder))
     model.load_state_dict(torch.load(Path(folder) / WEIGHTS, map_location="cpu", weights_only=True))
     model = policy.convert_module(model.to(where)).eval()
     return Bundle(model, policy, meta["precision"], ModelSpec(**meta["spec"]), tuple(meta["feature_columns"]),

@@ -25,10 +25,11 @@ from pipeline.core.provenance import Provenance
 from pipeline.core.train import TrainResult
 from pipeline.tracking.bundle import write_bundle
 from pipeline.tracking.champion_lock import champion_lock
-from pipeline.tracking.pyfunc import FALLBACK, PrecisionClassifier
+from pipeline.tracking.pyfunc import FALLBACK
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # pipeline/: travels with the model as its code
+MODEL_CODE = Path(__file__).resolve().with_name("pyfunc_model.py")  # MLflow "models from code"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def log_model(run_id: str, result: TrainResult, split: Split) -> str:
                               split.feature_columns, split.classes)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=PrecisionClassifier(), artifacts={"bundle": str(bundle)},
+                name="model", python_model=str(MODEL_CODE), artifacts={"bundle": str(bundle)},
                 code_paths=[str(PACKAGE_DIR)], signature=infer_signature(example, pd.Series(preds)),
                 input_example=example,
                 model_config={FALLBACK: False},  # declared, so that load_model(model_config=...) may set it

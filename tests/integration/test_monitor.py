@@ -110,6 +110,12 @@ def test_unchanged_test_rows_do_not_drift(registered, capsys):
     assert m["monitor.estimated_accuracy_low"] <= m["monitor.accuracy"] <= m["monitor.estimated_accuracy_high"]
     assert abs(m["monitor.estimation_error"]) < 0.03 and "Estimated accuracy without labels" in out
     assert "monitor.kept" not in run.data.tags
+    from pipeline.core.provenance import dvc_hash
+
+    [batch] = run.inputs.dataset_inputs  # the batch in the run's Datasets panel, digest = its DVC hash
+    digest = dvc_hash(registered[0] / "unchanged.csv")
+    assert (batch.dataset.name, batch.dataset.digest) == ("unchanged-monitor", digest)
+    assert [(t.key, t.value) for t in batch.tags] == [("mlflow.data.context", "monitor")]
 
 
 def test_shifted_features_drift_and_are_named(registered, capsys):
