@@ -21,12 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHES = {
     "matmul_peak": ["--seconds", "0.5", "--sizes", "256,512,1024,2048"],
     "precision_speedup": ["--models", "mlp,cnn", "--epochs", "3", "--repeats", "3"],
+    "image_cnn_speedup": [],  # examples/digits-images/model.py, fp32 vs bf16, 32x32 inputs
     "train_overhead": ["--models", "mlp", "--repeats", "3", "--no-lightning"],
     "validate_scale": ["--sizes", "100000,1000000"],
     "gate_power": [],
     "drift_calibration": [],
     "overhead": [],
     "serve_load": [],
+    "predict_memory": [],
 }
 PRECISION_FLAGS = ("avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16", "avx512f", "avx2")
 

@@ -11,6 +11,7 @@ import typer
 import flows.cli_init  # noqa: F401,I001  registers its commands on app
 import flows.cli_train  # noqa: F401  registers its commands on app
 import flows.cli_model  # noqa: F401  registers its commands on app
+import flows.cli_serving  # noqa: F401  registers its commands on app
 from flows.cli_base import app, err
 from flows.common import prepare_process
 from pipeline.core.errors import MpopsError

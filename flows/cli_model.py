@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli_base import ConfigOpt, ModelUriOpt, say, tracking_uri, app, out
+from flows.cli_base import ConfigOpt, ModelUriOpt, say, app, out
 from flows.common import resolve
 from pipeline.core.errors import ConfigError, DriftDetected
 
@@ -17,14 +17,17 @@ def predict(input: str = typer.Option(..., "--input", help="CSV/Parquet of the f
             output: str = typer.Option(..., "--output", help="where to write the rows with a prediction column"),
             model_uri: Optional[str] = ModelUriOpt,
             config: Optional[Path] = ConfigOpt) -> None:
-    """Score a file with the champion (or --model-uri)."""
-    from pipeline.tracking.predict import predict_file
+    """Score a file with the champion (or --model-uri) in chunks, and check the batch for drift in the same pass."""
+    resolve(config)  # a bad config is exit 2 before any server starts
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from flows.predict import predict_flow
+    from flows.processes import prefect_api
 
-    _, cfg = resolve(config)
-    tracking_uri()
-    uri = model_uri or f"models:/{cfg.registry.model_name}@champion"
-    n = predict_file(uri, input, output, cfg.data.label_column)
-    say(f"wrote {n} predictions from {uri} to {output}")
+    with prefect_api():
+        o = predict_flow(input, output, model_uri, str(config) if config else None)
+    say(f"wrote {o.rows} predictions of {o.model_name} version {o.model_version or '-'} in {o.precision} "
+        f"from {o.model_uri} to {output}")
+    say(f"drift: {o.drift.verdict} (report {o.report_dir / 'report.md'}, MLflow run {o.run_id})")
 
 
 @app.command()

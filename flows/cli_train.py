@@ -55,11 +55,11 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
 
 def _follow(cfg) -> None:
     from pipeline.core import distributed
-    from pipeline.core.data import load_dataset, split_dataset
+    from pipeline.core.data import load_data, split_dataset
     from pipeline.core.device import resolve_device
     from pipeline.core.follower import follow
 
-    split = split_dataset(load_dataset(cfg.data.path, cfg.data.label_column), cfg.data.test_size, cfg.data.split_seed)
+    split = split_dataset(load_data(cfg.data.path, cfg.data), cfg.data.test_size, cfg.data.split_seed)
     try:
         follow(split, cfg.train, resolve_device(cfg.train.device))
     finally:
@@ -69,13 +69,13 @@ def _follow(cfg) -> None:
 @app.command()
 def validate(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt, set_: list[str] = SetOpt) -> None:
     """Run only the data validation stage; the report goes to validation.report_dir."""
-    from pipeline.core.data import load_dataset
+    from pipeline.core.data import load_data
     from pipeline.core.validation.report import write_report
-    from pipeline.core.validation.validate import validate_frame
+    from pipeline.core.validation.dataset import validate_dataset
 
     root, cfg = resolve(config, data, None, set_)
-    ds = load_dataset(cfg.data.path, cfg.data.label_column)
-    report = validate_frame(ds.frame, root / cfg.validation.suite, cfg.validation, cfg.data)
+    ds = load_data(cfg.data.path, cfg.data)
+    report = validate_dataset(ds, root / cfg.validation.suite, cfg.validation, cfg.data)
     paths = write_report(report, root / cfg.validation.report_dir)
     for warning in report.warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False)
@@ -96,13 +96,15 @@ def expectations_init(data: str = typer.Option(..., "--data", help="a trusted re
                       force: bool = typer.Option(False, "--force", help="overwrite an existing suite (default: off)"),
                       config: Optional[Path] = ConfigOpt) -> None:
     """Write a suite (schema, ranges, label set, class shares) inferred from a reference file, for review."""
-    from pipeline.core.data import load_dataset
+    from dataclasses import replace
+
+    from pipeline.core.data import load_data
     from pipeline.core.validation.suite import infer_suite, write_suite
 
     root, cfg = resolve(config, data)
     label_column = label or cfg.data.label_column
-    ds = load_dataset(cfg.data.path, label_column)
-    suite = infer_suite(ds.frame, name, label_column, data)
+    ds = load_data(cfg.data.path, replace(cfg.data, label_column=label_column))
+    suite = infer_suite(ds.frame, name, label_column, data, cfg.data.categorical_columns)
     path = write_suite(suite, root / "expectations", force)
     say(f"wrote {path} ({len(suite['expectations'])} expectations from {len(ds.frame)} rows); review it, "
          "then point validation.suite at it and commit it")

@@ -50,7 +50,9 @@ def load_champion(model_uri: str) -> Champion:
 
 @task(name="load-batch", cache_policy=NO_CACHE)
 def read_batch(cfg: Config, batch_path: str, champion: Champion) -> Batch:
-    return load_batch(batch_path, champion.reference.feature_columns, cfg.data.label_column)
+    bundle = champion.model.unwrap_python_model().bundle  # its encoder and image shape read the batch as trained
+    return load_batch(batch_path, champion.reference.feature_columns, cfg.data.label_column, bundle.encoder,
+                      bundle.image_shape)
 
 
 @task(name="monitor-batch", cache_policy=NO_CACHE)

@@ -6,9 +6,10 @@ into the model's run before the version exists; the registry then creates it all
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 import torch
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import Trained, no_retry_on_user_error
@@ -16,14 +17,15 @@ from pipeline.core.config import Config
 from pipeline.core.data import Split
 from pipeline.core.device import device_label
 from pipeline.core.drift import reference_stats
-from pipeline.core.errors import GateFailed
+from pipeline.core.errors import GateFailed, NotServable
 from pipeline.core.gate import GateReport
 from pipeline.core.modes import BASELINE
 from pipeline.core.promotion import PromotionDecision, decide_promotion
 from pipeline.core.provenance import Provenance
+from pipeline.core.servability import ServeCheck, in_process_predictions, judge
 from pipeline.core.validation.validate import ValidationReport
 from pipeline.render import markdown
-from pipeline.tracking import reference, registry, runs
+from pipeline.tracking import reference, registry, runs, serve_probe
 
 
 def selected_or_fail(trained: list[Trained], report: GateReport) -> Trained:
@@ -49,7 +51,10 @@ def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, rep
     runs.log_text(chosen.run_id, report.to_json(), "gate/report.json")
     model_uri = registry.log_model(chosen.run_id, r, sp)
     # The twin's test predictions are those of its evaluation: no second pass over the test split.
-    ref = reference_stats(sp.x_train, sp.feature_columns, sp.classes, r.precision, chosen.eval.predictions,
+    # Image models drift on per-image statistics (size, intensity, contrast), not on single pixels.
+    drift_x, drift_columns = (sp.monitor_x_train, sp.monitor_columns) if sp.monitor_columns else \
+        (sp.x_train, sp.feature_columns)
+    ref = reference_stats(drift_x, drift_columns, sp.classes, r.precision, chosen.eval.predictions,
                           chosen.eval.accuracy, twin.eval.predictions if twin else None, cfg.monitor,
                           chosen.eval.probabilities, sp.y_test)
     reference.log_reference(chosen.run_id, ref, twin.result if twin else None, sp)
@@ -66,12 +71,39 @@ def decide(cfg: Config, sp: Split, chosen: Trained) -> PromotionDecision:
     return champion_decision(cfg, sp, chosen)
 
 
+def servability_check(cfg: Config, sp: Split, chosen: Trained) -> Callable[[str], ServeCheck] | None:
+    """The check the registry runs on the new version before any alias moves (None: serving.check is off)."""
+    if not cfg.serving.check:
+        return None
+    r, classes = chosen.result, tuple(sp.classes)
+    example = registry.input_example(sp)
+    rows = registry.input_example(sp, cfg.serving.check_rows)
+    expected_example = in_process_predictions(r.model, r.policy, example.to_numpy(), classes)
+    expected_rows = in_process_predictions(r.model, r.policy, rows.to_numpy(), classes)
+
+    def check(version: str) -> ServeCheck:
+        report = serve_probe.probe(f"models:/{cfg.registry.model_name}/{version}", rows,
+                                   cfg.serving.check_repeats, cfg.serving.check_timeout_s)
+        verdict = judge(report, expected_example, expected_rows, r.precision)
+        (get_run_logger().info if verdict.passed else get_run_logger().error)(
+            "servability of version %s: %s", version, verdict.reason)
+        return verdict
+    return check
+
+
 @task(name="register-model", cache_policy=NO_CACHE)
 def register(cfg: Config, sp: Split, chosen: Trained, model_uri: str, tags: dict[str, str], description: str,
              decision: PromotionDecision) -> registry.Registration:
-    """The registry decides again, with the same policy, if another run moved the champion since `decide`."""
-    return registry.register(cfg.registry.model_name, model_uri, tags, description, decision,
-                             redecide=partial(champion_decision, cfg, sp, chosen))
+    """The registry decides again, with the same policy, if another run moved the champion since `decide`;
+    a version that fails the servability check stays challenger only, and the run fails (exit 4)."""
+    reg = registry.register(cfg.registry.model_name, model_uri, tags, description, decision,
+                            redecide=partial(champion_decision, cfg, sp, chosen),
+                            check=servability_check(cfg, sp, chosen),
+                            check_s=cfg.serving.check_timeout_s if cfg.serving.check else 0.0)
+    if reg.serve_check is not None and not reg.serve_check.passed:
+        raise NotServable(f"{reg.model_name} version {reg.version} failed the servability check: "
+                          f"{reg.serve_check.reason}; it is challenger only, champion unchanged")
+    return reg
 
 
 def register_selected(cfg: Config, sp: Split, chosen: Trained, trained: list[Trained], report: GateReport,

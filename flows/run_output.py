@@ -79,6 +79,8 @@ def print_run(out: Console, outcome: RunOutcome, cfg: Config, root: Path, uri: s
     reg = outcome.registration
     say(f"Registered {reg.model_name} version {reg.version} with alias(es) {', '.join(reg.aliases)} "
         f"({reg.champion_reason}).")
+    if getattr(reg, "serve_check", None) is not None:
+        say(f"Servability: {reg.serve_check.reason}.")
     say(f"Tracking store: {shown(uri)}  (look: mlflow ui --backend-store-uri {shown(uri)}); "
         f"parent run {outcome.parent_run_id}")
     say(f"Summary: {_summary(outcome)}")

@@ -16,7 +16,8 @@ from flows.verdicts import notify, publish_gate
 from pipeline.core import checkpoint, distributed
 from pipeline.core.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
 from pipeline.core.config import Config
-from pipeline.core.data import Dataset, Split, load_dataset, split_dataset
+from pipeline.core.data import Dataset, Split, split_dataset
+from pipeline.core.data import load_data as read_data
 from pipeline.core.device import resolve_device
 from pipeline.core.errors import GateFailed, ServiceUnavailable
 from pipeline.core.evaluate import EvalResult, evaluate
@@ -28,7 +29,8 @@ from pipeline.core.provenance import require_pinned as require_data_pinned
 from pipeline.core.sweep import mark_pareto, sweep_points
 from pipeline.core.train import TrainResult, model_spec, train
 from pipeline.core.validation.report import write_report
-from pipeline.core.validation.validate import ValidationReport, validate_frame
+from pipeline.core.validation.dataset import validate_dataset
+from pipeline.core.validation.validate import ValidationReport
 from pipeline.render import markdown, plots, progress
 from pipeline.tracking import lineage, log, runs
 from pipeline.tracking.store import artifact_location, setup_tracking
@@ -37,7 +39,7 @@ from pipeline.tracking.store import artifact_location, setup_tracking
 @task(name="load-data", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
       retry_condition_fn=no_retry_on_user_error)
 def load_data(cfg: Config) -> Dataset:
-    return load_dataset(cfg.data.path, cfg.data.label_column)
+    return read_data(cfg.data.path, cfg.data)
 
 
 @task(name="collect-provenance", cache_policy=NO_CACHE)
@@ -50,7 +52,7 @@ def provenance(cfg: Config, root: Path, ds: Dataset, require_pinned: bool = Fals
 
 @task(name="validate-data", cache_policy=NO_CACHE)
 def validate(cfg: Config, root: Path, ds: Dataset) -> ValidationReport:
-    return validate_frame(ds.frame, root / cfg.validation.suite, cfg.validation, cfg.data)
+    return validate_dataset(ds, root / cfg.validation.suite, cfg.validation, cfg.data)
 
 
 @task(name="write-validation-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,

@@ -19,6 +19,13 @@ class DataConfig:
     label_column: str = "label"
     test_size: float = 0.2
     split_seed: int = 0
+    # Text (or integer-coded) columns to one-hot encode (pipeline/core/encoding.py); any other
+    # non-numeric feature column fails validation by name.
+    categorical_columns: tuple[str, ...] = ()
+    # Image folders (root/<class>/*.png|jpg): every image is resized to [height, width] and
+    # converted to 1 (grayscale) or 3 (RGB) channels; the network sees C*H*W values in C,H,W order.
+    image_size: tuple[int, ...] = (28, 28)
+    image_channels: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,11 @@ class ValidationConfig:
     label_error_folds: int = 5
     fail_on_pii: bool = True
     warn_fraction: float = 0.8  # warn once a value is this close to its threshold
+    # Image folders: whether images of different sizes or colour modes may be mixed (all are resized
+    # and converted to data.image_size and data.image_channels either way); false fails validation.
+    image_mixed_sizes: bool = True
+    image_mixed_modes: bool = True
+    min_image_side: int = 8  # an image smaller than this on either side fails validation
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,18 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """The servability check before `champion` moves, and batch scoring (`mpops predict`)."""
+
+    check: bool = True  # load the new version in a fresh process and compare its predictions before promoting
+    check_rows: int = 256  # test rows the fresh process scores (the input example too)
+    check_repeats: int = 20  # timed calls at batch 1 and at batch 64
+    check_timeout_s: float = 120.0  # the fresh process is stopped, and the check failed, past this
+    predict_chunk_rows: int = 50000  # `mpops predict` reads, scores and writes this many rows at a time
+    predict_drift_rows: int = 20000  # a uniform sample of this many scored rows goes to the drift monitor
+
+
+@dataclass(frozen=True)
 class Config:
     precisions: tuple[str, ...] = DEFAULT_CANDIDATES
     data: DataConfig = field(default_factory=DataConfig)
@@ -185,6 +209,7 @@ class Config:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
     def as_flat_dict(self) -> dict[str, Any]:
         """Dotted keys (`train.lr`) for MLflow params."""

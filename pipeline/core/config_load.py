@@ -122,6 +122,11 @@ def with_precisions(cfg: Config, precisions: str) -> Config:
 def validate_config(cfg: Config) -> None:
     rules = [*_precision_rules(cfg), *_train_rules(cfg.train), *_gate_rules(cfg.gate, cfg.precisions),
              (0.0 < cfg.data.test_size < 1.0, "data.test_size must be between 0 and 1"),
+             (len(cfg.data.image_size) == 2 and min(cfg.data.image_size) > 0,
+              "data.image_size must be [height, width], both positive"),
+             (cfg.data.image_channels in (1, 3), "data.image_channels must be 1 or 3"),
+             (cfg.data.label_column not in cfg.data.categorical_columns,
+              "data.categorical_columns must not name the label column"),
              (cfg.probe.steps >= 0, "probe.steps must be 0 or more"),
              (cfg.probe.max_slowdown >= 1.0, "probe.max_slowdown must be 1 or more"),
              (0.0 <= cfg.probe.max_skipped_share <= 1.0, "probe.max_skipped_share must be between 0 and 1"),
@@ -132,6 +137,11 @@ def validate_config(cfg: Config) -> None:
              (bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty"),
              (cfg.registry.unreachable_after_s >= 1, "registry.unreachable_after_s must be 1 or more"),
              *_validation_rules(cfg.validation), *_monitor_rules(cfg.monitor),
+             (cfg.serving.check_rows >= 1 and cfg.serving.check_repeats >= 1,
+              "serving.check_rows and serving.check_repeats must be 1 or more"),
+             (cfg.serving.check_timeout_s > 0 and cfg.serving.predict_chunk_rows >= 1,
+              "serving.check_timeout_s and serving.predict_chunk_rows must be positive"),
+             (cfg.serving.predict_drift_rows >= 50, "serving.predict_drift_rows must be 50 or more"),
              (cfg.notify.timeout_s > 0, "notify.timeout_s must be positive")]
     for ok, message in rules:
         if not ok:
@@ -209,6 +219,7 @@ def _validation_rules(v: ValidationConfig) -> list[tuple[bool, str]]:
         (v.label_error_max_rows >= 100, "validation.label_error_max_rows must be 100 or more"),
         (v.label_error_folds >= 2, "validation.label_error_folds must be 2 or more"),
         (0.0 < v.warn_fraction <= 1.0, "validation.warn_fraction must be in (0, 1]"),
+        (v.min_image_side >= 1, "validation.min_image_side must be 1 or more"),
     ]
 
 

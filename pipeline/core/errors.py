@@ -28,6 +28,13 @@ class GateFailed(MpopsError):
         self.gate_report = report  # `mpops run --report` writes the report of a failed gate too
 
 
+class NotServable(MpopsError):
+    """The registered version failed the servability check: it stays challenger only, champion untouched.
+    The exit code of a failed gate: the check is the last gate before `champion` moves."""
+
+    exit_code = 4
+
+
 class DriftDetected(MpopsError):
     exit_code = 5
 

@@ -21,7 +21,7 @@ from pipeline.core.device import resolve_device
 from pipeline.core.memory import PeakMemory
 from pipeline.core.models import ModelSpec, build_model, with_flops
 from pipeline.core.precision import PrecisionPolicy, StepOutcome, make_policy
-from pipeline.core.train_state import Loop, Progress, restore, snapshot
+from pipeline.core.train_state import Loop, restore, snapshot
 
 MEMORY_STEPS = 2  # peak memory is read over the first steps (optimizer state appears in step 1)
 

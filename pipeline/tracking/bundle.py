@@ -1,7 +1,8 @@
 """The model bundle: the one format mpops stores a trained model in, written here and read here only.
 
 A folder of two files: `weights.pt` (the state dict, CPU tensors, loaded with weights_only=True:
-data, never code) and `meta.json` (precision, model spec, feature columns, classes). The registered
+data, never code) and `meta.json` (precision, model spec, feature columns, classes, the categorical
+encoder and the image shape where the data has them). The registered
 pyfunc model and the fp32 twin of the monitoring reference are both bundles.
 
 A model built by a factory of the user's own (pipeline.core.factory) carries that factory's source
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from pipeline.core.device import resolve_device, serving_precision
+from pipeline.core.encoding import CategoricalEncoder
 from pipeline.core.factory import CODE_DIR, is_file_reference, source_to_ship, split_reference
 from pipeline.core.models import ModelSpec, build_model
 from pipeline.core.precision import PrecisionPolicy, make_policy
@@ -39,6 +41,13 @@ class Bundle:
     spec: ModelSpec
     feature_columns: tuple[str, ...]
     classes: tuple[Any, ...]
+    encoder: CategoricalEncoder | None = None  # one-hot encoding of the categorical input columns
+    image_shape: tuple[int, int, int] | None = None  # (channels, height, width) of an image model's input
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The columns the model takes from a caller, before encoding."""
+        return self.encoder.input_columns if self.encoder is not None else self.feature_columns
 
     @property
     def served_precision(self) -> str:
@@ -50,11 +59,14 @@ def _plain(v: Any) -> Any:
 
 
 def write_bundle(folder: Path, model: torch.nn.Module, precision: str, spec: ModelSpec,
-                 feature_columns: tuple[str, ...], classes: tuple[Any, ...]) -> Path:
+                 feature_columns: tuple[str, ...], classes: tuple[Any, ...],
+                 encoder: CategoricalEncoder | None = None, image_shape: tuple[int, ...] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS)
     meta = {"precision": precision, "spec": {**asdict(spec), "kind": _ship_source(folder, spec.kind)},
-            "feature_columns": list(feature_columns), "classes": [_plain(c) for c in classes]}
+            "feature_columns": list(feature_columns), "classes": [_plain(c) for c in classes],
+            "encoder": encoder.to_dict() if encoder else None,
+            "image_shape": list(image_shape) if image_shape else None}
     (folder / META).write_text(json.dumps(meta))
     return folder
 
@@ -90,5 +102,7 @@ def read_bundle(folder: Path, device: str = "auto", allow_fallback: bool = False
     model = build_model(ModelSpec(**meta["spec"]), base=Path(folder))
     model.load_state_dict(torch.load(Path(folder) / WEIGHTS, map_location="cpu", weights_only=True))
     model = policy.convert_module(model.to(where)).eval()
+    encoder = CategoricalEncoder.from_dict(meta["encoder"]) if meta.get("encoder") else None
+    shape = tuple(meta["image_shape"]) if meta.get("image_shape") else None
     return Bundle(model, policy, meta["precision"], ModelSpec(**meta["spec"]), tuple(meta["feature_columns"]),
-                  tuple(meta["classes"]))
+                  tuple(meta["classes"]), encoder, shape)

@@ -1,4 +1,7 @@
-"""The registered model's MLflow pyfunc flavour: class labels from a DataFrame of the feature columns."""
+"""The registered model's MLflow pyfunc flavour: class labels from a DataFrame of the input columns.
+
+Categorical columns (text) are one-hot encoded by the bundle's encoder; a category training never
+saw raises pipeline.core.encoding.UnseenCategory. An image model takes the flat pixel columns."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,9 +25,13 @@ class PrecisionClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         allow = bool((getattr(context, "model_config", None) or {}).get(FALLBACK, False))
         self.bundle = read_bundle(Path(context.artifacts["bundle"]), allow_fallback=allow)
-        self.features = list(self.bundle.feature_columns)
+        self.features = list(self.bundle.input_columns)
         self.classes = np.array(self.bundle.classes)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        x = model_input[self.features].to_numpy(dtype=np.float32)
+        encoder = self.bundle.encoder
+        if encoder is not None:
+            x = encoder.transform(model_input, "model")
+        else:
+            x = model_input[self.features].to_numpy(dtype=np.float32)
         return self.classes[predict_indices(self.bundle.model, x, self.bundle.policy)]

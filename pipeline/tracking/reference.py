@@ -30,7 +30,7 @@ def log_reference(run_id: str, reference: ReferenceStats, twin: TrainResult | No
         (Path(tmp) / REFERENCE_FILE).write_text(reference.to_json())
         if twin is not None:
             write_bundle(Path(tmp) / TWIN_DIR, twin.model, twin.precision, twin.spec, split.feature_columns,
-                         split.classes)
+                         split.classes, split.encoder, split.image_shape)
         MlflowClient().log_artifacts(run_id, tmp, REFERENCE_DIR)
 
 

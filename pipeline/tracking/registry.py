@@ -22,8 +22,10 @@ from pipeline.core.evaluate import EvalResult, evaluate, predict_indices
 from pipeline.core.gate import GateReport
 from pipeline.core.promotion import CurrentChampion, PromotionDecision
 from pipeline.core.provenance import Provenance
+from pipeline.core.servability import ServeCheck
 from pipeline.core.train import TrainResult
 from pipeline.tracking.bundle import write_bundle
+from pipeline.tracking import history
 from pipeline.tracking.champion_lock import champion_lock
 from pipeline.tracking.pyfunc import FALLBACK
 
@@ -38,6 +40,7 @@ class Registration:
     version: str
     aliases: tuple[str, ...]
     champion_reason: str
+    serve_check: ServeCheck | None = None  # None: no servability check was asked for
 
 
 def precision_tags(result: TrainResult) -> dict[str, str]:
@@ -59,14 +62,20 @@ def version_tags(result: TrainResult, ev: EvalResult, report: GateReport, prov: 
     }
 
 
+def input_example(split: Split, rows: int = 5) -> pd.DataFrame:
+    if split.encoder is not None:  # the caller gives the categories as text, the encoder one-hots them
+        return split.encoder.inverse_transform(split.x_test[:rows])
+    # float64 in the signature: MLflow then accepts int and float inputs alike (int -> float32 it refuses).
+    return pd.DataFrame(split.x_test[:rows].astype("float64"), columns=list(split.feature_columns))
+
+
 def log_model(run_id: str, result: TrainResult, split: Split) -> str:
     """The selected model as a pyfunc model in its run; returns the model URI to register."""
-    # float64 in the signature: MLflow then accepts int and float inputs alike (int -> float32 it refuses).
-    example = pd.DataFrame(split.x_test[:5].astype("float64"), columns=list(split.feature_columns))
+    example = input_example(split)
     preds = [split.classes[i] for i in predict_indices(result.model, split.x_test[:5], result.policy)]
     with tempfile.TemporaryDirectory() as tmp:
         bundle = write_bundle(Path(tmp) / "bundle", result.model, result.precision, result.spec,
-                              split.feature_columns, split.classes)
+                              split.feature_columns, split.classes, split.encoder, split.image_shape)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(MODEL_CODE), artifacts={"bundle": str(bundle)},
@@ -137,31 +146,53 @@ def _ensure_model(client: MlflowClient, name: str) -> None:
 
 
 def register(name: str, model_uri: str, tags: dict[str, str], description: str, decision: PromotionDecision,
-             redecide: Callable[[], PromotionDecision] | None = None) -> Registration:
+             redecide: Callable[[], PromotionDecision] | None = None,
+             check: Callable[[str], ServeCheck] | None = None, check_s: float = 0.0) -> Registration:
     """Register the version with its tags and description, then move the aliases the decision allows.
 
     All of it under the champion lock (pipeline.tracking.champion_lock), where the decision is checked
     against the champion now and, if that moved since, made again by `redecide`: runs that register
     at once act as if they came one after another, in version order. A failure before the aliases
     move deletes the half-made version, so the registry never shows a version without its tags and
-    description, and no alias ever points at one."""
+    description, and no alias ever points at one. `check` (the servability check) judges the version
+    once it exists and before any alias moves: a version that fails it becomes challenger only. It may take
+    up to `check_s` seconds, so the lock counts as stale only past that much more."""
     client = MlflowClient()
     _ensure_model(client, name)
-    with champion_lock(client, name):
+    stale_s = max(120.0, check_s + 120.0)
+    with champion_lock(client, name, wait_s=max(300.0, 3 * stale_s), stale_after_s=stale_s):
         decision = _still_valid(client, name, decision, redecide)
         version = mlflow.register_model(model_uri, name, tags=tags)
         try:
             client.update_model_version(name, version.version, description=description)
+            served = _serve_check(client, name, version, check)
+            if served is not None and not served.passed and decision.move_champion:
+                decision = PromotionDecision(False, f"{decision.reason}; but it failed the servability check "
+                                                    f"({served.reason}): champion stays", decision.against)
             client.set_model_version_tag(name, version.version, "registry.champion_decision", decision.reason[:5000])
         except BaseException:
             client.delete_model_version(name, version.version)
             raise
-        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        run = tags.get("mlflow.parent_run_id", "")
+        history.move_alias(client, name, CHALLENGER, version.version, "newest version that passed the gate", run)
         aliases = [CHALLENGER]
         if decision.move_champion:
-            client.set_registered_model_alias(name, CHAMPION, version.version)
+            history.move_alias(client, name, CHAMPION, version.version, decision.reason, run)
             aliases.append(CHAMPION)
-    return Registration(name, str(version.version), tuple(aliases), decision.reason)
+    return Registration(name, str(version.version), tuple(aliases), decision.reason, served)
+
+
+def _serve_check(client: MlflowClient, name: str, version, check: Callable[[str], ServeCheck] | None
+                 ) -> ServeCheck | None:
+    """The check's verdict as version tags, its figures also as metrics of the version's run."""
+    if check is None:
+        return None
+    served = check(str(version.version))
+    for key, value in served.tags().items():
+        client.set_model_version_tag(name, version.version, key, value)
+    for key, value in served.figures.items():
+        client.log_metric(version.run_id, key, value)
+    return served
 
 
 def delete_unfinished(name: str, parent_run_id: str) -> list[str]:

@@ -14,7 +14,7 @@ def test_prefect_yaml_is_valid_for_prefect_deploy():
     from prefect.flows import load_flow_from_entrypoint
 
     model = PrefectYamlModel.model_validate(SPEC)
-    assert [d.name for d in model.deployments] == ["nightly-retrain", "hourly-monitor"]
+    assert [d.name for d in model.deployments] == ["nightly-retrain", "hourly-monitor", "batch-predict"]
     # Flow code stays where `prefect deploy` ran: no clone, no image.
     [pull] = SPEC["pull"]
     assert list(pull) == ["prefect.deployments.steps.set_working_directory"]
@@ -24,8 +24,8 @@ def test_prefect_yaml_is_valid_for_prefect_deploy():
     for d in model.deployments:
         assert d.work_pool.name == "mpops-process"
         assert d.work_pool.job_variables["env"]["DO_NOT_TRACK"] == "true"
-        [schedule] = d.schedules
-        assert isinstance(schedule, RawScheduleConfig) and schedule.cron and schedule.timezone == "UTC"
+        for schedule in d.schedules or []:  # batch-predict runs on demand
+            assert isinstance(schedule, RawScheduleConfig) and schedule.cron and schedule.timezone == "UTC"
         flow = load_flow_from_entrypoint(str(ROOT / d.entrypoint))
         flow.validate_parameters(d.parameters)  # the defaults in prefect.yaml fit the flow's signature
 
@@ -60,14 +60,15 @@ def test_served_deployments_match_prefect_yaml(monkeypatch):
     for dep, spec in zip(served, SPEC["deployments"]):
         assert dep.entrypoint == spec["entrypoint"]
         # the very flows the command line calls: no wrapper flows for deployments
-        assert dep.entrypoint in ("flows/training.py:training_flow", "flows/monitoring.py:monitor_flow")
+        assert dep.entrypoint in ("flows/training.py:training_flow", "flows/monitoring.py:monitor_flow",
+                                  "flows/predict.py:predict_flow")
         assert dep.parameters == spec["parameters"]
         assert dep.tags == spec["tags"]
         assert dep.work_pool_name is None  # `prefect.serve` runs them in its own process
-        [schedule] = dep.schedules
-        assert schedule.schedule.cron == spec["schedules"][0]["cron"]
-        assert schedule.schedule.timezone == spec["schedules"][0]["timezone"]
-        assert schedule.active is True
+        assert len(dep.schedules) == len(spec.get("schedules") or [])
+        for schedule, wanted in zip(dep.schedules, spec.get("schedules") or []):
+            assert schedule.schedule.cron == wanted["cron"] and schedule.schedule.timezone == wanted["timezone"]
+            assert schedule.active is True
 
 
 def test_serve_without_a_prefect_server_exits_2_with_one_line(capsys):

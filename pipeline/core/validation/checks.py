@@ -30,6 +30,14 @@ def numeric_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
 
 
+def undeclared_text_columns(frame: pd.DataFrame, label_column: str, split_column: str,
+                            categorical_columns: list) -> list[str]:
+    """Feature columns that are neither numeric nor declared categorical: training could not read them."""
+    columns = feature_columns(frame, label_column, split_column)
+    numeric = set(numeric_columns(frame, columns))
+    return [c for c in columns if c not in numeric and c not in set(categorical_columns)]
+
+
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 

@@ -42,6 +42,8 @@ _table_metric("mpops.target_leakage", ("label_column", "split_column", "max_bins
 _table_metric("mpops.label_issues", ("label_column", "split_column", "max_rows", "folds", "seed"),
               checks.label_issues)
 _table_metric("mpops.pii", ("split_column",), checks.pii_scan)
+_table_metric("mpops.undeclared_text", ("label_column", "split_column", "categorical_columns"),
+              checks.undeclared_text_columns)
 
 
 def _result(success: bool, observed: Any, message: str, warning: str | None = None, **details: Any) -> dict:
@@ -79,6 +81,23 @@ class ExpectTableValuesToBeFinite(_MpopsExpectation):
         where = ", ".join(f"{c} ({n})" for c, n in list(bad.items())[:10])
         return _result(total == 0, total, f"{self.check_name}: {total} infinite values" + (f" in {where}" if bad else ""),
                        columns=bad)
+
+
+class ExpectFeaturesToBeNumericOrDeclared(_MpopsExpectation):
+    """A feature column is numeric, or declared in data.categorical_columns (then one-hot encoded)."""
+
+    check_name: ClassVar[str] = "feature types"
+    categorical_columns: list = []
+    metric_dependencies: ClassVar[Tuple[str, ...]] = ("mpops.undeclared_text",)
+    success_keys: ClassVar[Tuple[str, ...]] = ("label_column", "split_column", "categorical_columns")
+
+    def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+        bad = metrics["mpops.undeclared_text"]
+        if not bad:
+            return _result(True, 0, "feature types: every feature column is numeric or a declared categorical one")
+        message = (f"feature types: non-numeric column(s) {bad[:10]} not declared in data.categorical_columns; "
+                   "declare them to one-hot encode them, or drop them")
+        return _result(False, len(bad), message, columns=bad)
 
 
 class ExpectLabelClassesToHaveMinCount(_MpopsExpectation):

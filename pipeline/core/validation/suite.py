@@ -47,23 +47,33 @@ def _label_expectations(labels: pd.Series) -> list[dict]:
     ]
 
 
-def infer_suite(frame: pd.DataFrame, name: str, label_column: str, source: str) -> dict:
-    """The suite JSON for data shaped like `frame`: every current column expected, nothing else."""
+def _categorical_expectations(frame: pd.DataFrame, column: str) -> list[dict]:
+    values = sorted({_plain(v) for v in frame[column].dropna()}, key=str)
+    return [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": column}},
+            {"type": "expect_column_distinct_values_to_be_in_set", "kwargs": {"column": column, "value_set": values}}]
+
+
+def infer_suite(frame: pd.DataFrame, name: str, label_column: str, source: str,
+                categorical: tuple[str, ...] = ()) -> dict:
+    """The suite JSON for data shaped like `frame`: every current column expected, nothing else.
+
+    A declared categorical column gets its set of categories (as text) instead of a type and a range."""
     if label_column not in frame.columns:
         raise DataValidationError(f"data: label column {label_column!r} missing from {source}; "
                                   "pass --label or set data.label_column")
     features = [c for c in frame.columns if c not in (label_column, SPLIT_COLUMN)]
-    text = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    text = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c]) and c not in categorical]
     if text:
-        raise DataValidationError(f"data: columns {text[:5]} of {source} are not numeric; mpops trains on numeric "
-                                  "features only (drop or encode them in the reference file)")
+        raise DataValidationError(f"data: columns {text[:5]} of {source} are not numeric; declare them in "
+                                  "data.categorical_columns to one-hot encode them, or drop them")
     if frame[label_column].isna().any() or frame[features].isna().any().any():
         raise DataValidationError(f"data: {source} has missing values; a reference file must be complete")
     expectations = [
         {"type": "expect_table_columns_to_match_set",
          "kwargs": {"column_set": [*features, label_column, SPLIT_COLUMN], "exact_match": True}},
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
-        *[e for c in features for e in _feature_expectations(frame, c)],
+        *[e for c in features for e in (_categorical_expectations(frame, c) if c in categorical
+                                        else _feature_expectations(frame, c))],
         *_label_expectations(frame[label_column]),
         {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": SPLIT_COLUMN, "value_set": ["train", "val", "test"]}},
     ]

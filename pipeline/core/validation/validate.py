@@ -106,7 +106,7 @@ def load_suite(path: str | Path, extra: list[dict] | None = None) -> Any:
 
 
 def quality_expectations(v: ValidationConfig, label_column: str, seed: int,
-                         known: frozenset[str] = frozenset()) -> list[dict]:
+                         known: frozenset[str] = frozenset(), categorical: tuple[str, ...] = ()) -> list[dict]:
     """The config-driven checks, as GE expectation configurations appended to the dataset's suite.
 
     `known`: the text values the suite names; the checks that print class names show only those."""
@@ -119,6 +119,8 @@ def quality_expectations(v: ValidationConfig, label_column: str, seed: int,
     expectations = [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": label_column}},
         {"type": "expect_table_values_to_be_finite", "kwargs": common},
+        {"type": "expect_features_to_be_numeric_or_declared",
+         "kwargs": {**common, "categorical_columns": list(categorical)}},
         {"type": "expect_label_classes_to_have_min_count",
          "kwargs": {"label_column": label_column, **names, "min_count": v.min_class_count}},
         {"type": "expect_class_imbalance_to_be_within",
@@ -139,6 +141,7 @@ def quality_expectations(v: ValidationConfig, label_column: str, seed: int,
 def _describe(kind: str, kw: dict) -> str:
     texts = {
         "expect_table_values_to_be_finite": "non-finite values: no ±inf in any numeric feature",
+        "expect_features_to_be_numeric_or_declared": "feature types: every feature numeric or declared categorical",
         "expect_label_classes_to_have_min_count": f"labels: at least 2 classes, each with {kw.get('min_count')}+ rows",
         "expect_class_imbalance_to_be_within": f"class imbalance: majority/minority at most {kw.get('max_ratio')}, "
                                                f"smallest class share at least {kw.get('min_share')}",
@@ -223,7 +226,8 @@ def validate_frame(frame: pd.DataFrame, suite_path: str | Path, v: ValidationCon
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     known = _named_values(suite_path)
-    suite = load_suite(suite_path, quality_expectations(v, data.label_column, data.split_seed, known))
+    suite = load_suite(suite_path, quality_expectations(v, data.label_column, data.split_seed, known,
+                                                           data.categorical_columns))
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas("mpops").add_dataframe_asset("input")
@@ -241,3 +245,4 @@ def validate_frame(frame: pd.DataFrame, suite_path: str | Path, v: ValidationCon
     return ValidationReport(suite=str(suite_path), rows=len(frame),
                             checks=tuple(_check(r, known) for r in result.results) + skipped,
                             label_suspects=suspects, data_docs_html=offline_data_docs(result))
+
