@@ -25,6 +25,7 @@ BENCHES = {
     "train_overhead": ["--models", "mlp", "--repeats", "3", "--no-lightning"],
     "validate_scale": ["--sizes", "100000,1000000"],
     "gate_power": [],
+    "drift_calibration": [],
     "overhead": [],
     "serve_load": [],
     "predict_memory": [],

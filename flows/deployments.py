@@ -60,8 +60,21 @@ def served_deployments(root: Path) -> list:
                                   f"interval schedules, not {sorted(s)}")
         deployments.append(_entry_flow(spec["entrypoint"]).to_deployment(
             name=spec["name"], schedules=schedules, parameters=spec.get("parameters") or {},
-            description=spec.get("description"), tags=spec.get("tags") or []))
+            description=spec.get("description"), tags=spec.get("tags") or [], triggers=event_triggers(spec)))
     return deployments
+
+
+def event_triggers(spec: dict[str, Any]) -> list:
+    """A deployment's `triggers:` as `prefect deploy` reads them (type: event only)."""
+    from prefect.events import DeploymentEventTrigger
+
+    out = []
+    for t in spec.get("triggers") or []:
+        fields = {k: v for k, v in t.items() if k != "type"}
+        if t.get("type", "event") != "event":
+            raise ConfigError(f"{PREFECT_YAML}: deployment {spec['name']}: mpops serve takes event triggers only")
+        out.append(DeploymentEventTrigger(**fields))
+    return out
 
 
 def held_by_work_pools(deployments: list) -> list[str]:
@@ -90,4 +103,4 @@ def held_by_work_pools(deployments: list) -> list[str]:
     return taken
 
 
-__all__ = ["deployment_specs", "served_deployments", "held_by_work_pools"]
+__all__ = ["deployment_specs", "served_deployments", "held_by_work_pools", "event_triggers"]

@@ -15,10 +15,12 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import no_retry_on_user_error, prepare_process, resolve
 from flows.training import training_flow
-from pipeline.core.batch import Batch, load_batch, score_batch
+from flows.verdicts import emit_drift, notify, publish_drift
+from pipeline.core.batch import Batch, label_indices, load_batch, score_batch
 from pipeline.core.config import Config
 from pipeline.core.drift import DriftReport
 from pipeline.core.errors import DriftDetected, MpopsError
+from pipeline.core.keep import KeptBatch, keep_batch, kept_batches, training_folder
 from pipeline.core.provenance import dvc_hash
 from pipeline.render.drift import write_report
 from pipeline.tracking import lineage, monitoring, reference
@@ -37,6 +39,7 @@ class MonitorOutcome:
     run_id: str  # the run in the monitoring experiment
     report_dir: Path
     retrain: str | None  # what --retrain did, None when it was not asked for or nothing drifted
+    kept: KeptBatch | None = None  # where a drifted batch was kept and pinned
 
 
 @task(name="load-champion", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
@@ -55,7 +58,8 @@ def read_batch(cfg: Config, batch_path: str, champion: Champion) -> Batch:
 @task(name="monitor-batch", cache_policy=NO_CACHE)
 def monitor_batch(cfg: Config, champion: Champion, batch: Batch) -> DriftReport:
     twin = (champion.twin.model, champion.twin.policy) if champion.twin else None
-    return score_batch(batch, champion.reference, cfg.monitor, champion.model.predict, twin)
+    return score_batch(batch, champion.reference, cfg.monitor, champion.model.predict, twin,
+                       reference.proba_function(champion))
 
 
 @task(name="write-drift-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE,
@@ -76,25 +80,64 @@ def log_batch_dataset(champion: Champion, batch: Batch, run_id: str) -> None:
                                                         digest)])
 
 
-def _retrain(config: str | None, overrides: dict[str, Any] | list[str] | None) -> str:
-    """A deployment run when a Prefect server has the retraining deployment, else the training flow as a subflow."""
+@task(name="keep-drifted-batch", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE,
+      retry_condition_fn=no_retry_on_user_error)
+def keep_drifted(cfg: Config, root: Path, batch: Batch, champion: Champion) -> KeptBatch:
+    labels = batch.labels
+    labelled = labels is not None and bool((label_indices(labels, champion.reference.classes) >= 0).all())
+    return keep_batch(batch.path, root / cfg.monitor.keep_dir, root, labelled)
+
+
+def retrain_data(cfg: Config, root: Path, champion: Champion) -> tuple[str | None, str]:
+    """The data folder for retraining (None: the pinned data alone) and what went into it, in words."""
+    kept = kept_batches(root / cfg.monitor.keep_dir)
+    labelled = [k for k in kept if k.labelled]
+    unlabelled = len(kept) - len(labelled)
+    note = (f"{len(labelled)} labelled kept batch(es) added to the pinned data; {unlabelled} kept without labels, "
+            "not trained on")
+    if not labelled:
+        return None, note
+    columns = [*champion.reference.feature_columns, cfg.data.label_column]
+    folder = root / Path(cfg.monitor.report_dir).parent / "retrain-data"
+    return str(training_folder(root / cfg.data.path, labelled, folder, columns)), note
+
+
+def _retrain(config: str | None, overrides: dict[str, Any] | list[str] | None, data: str | None = None,
+             note: str = "") -> str:
+    """A deployment run when a Prefect server has the retraining deployment, else the training flow as a subflow;
+    `data`: the folder of pinned plus kept batches (None: the configured data), `note`: what went into it."""
+    note = f"; {note}" if note else ""
     if os.environ.get("PREFECT_API_URL"):
         from prefect.deployments import run_deployment
         from prefect.exceptions import ObjectNotFound
 
         try:
-            run = run_deployment(name=RETRAIN_DEPLOYMENT, timeout=0)  # timeout=0: start it, do not wait
-            return f"started deployment {RETRAIN_DEPLOYMENT}: flow run {run.name} ({run.id})"
+            run = run_deployment(name=RETRAIN_DEPLOYMENT, timeout=0,  # timeout=0: start it, do not wait
+                                 parameters={"data": data} if data else None)
+            return f"started deployment {RETRAIN_DEPLOYMENT}: flow run {run.name} ({run.id}){note}"
         except ObjectNotFound:
             get_run_logger().info("no deployment %s on the server: retraining here", RETRAIN_DEPLOYMENT)
     try:
-        outcome = training_flow(config=config, overrides=overrides)
+        outcome = training_flow(config=config, data=data, overrides=overrides)
     except MpopsError as e:  # the monitor's verdict stands whatever the retraining did; its reason is reported
-        return f"retraining failed: {e}"
+        return f"retraining failed: {e}{note}"
     if outcome.unchanged:  # the same data, code and config would train the champion again
-        return f"not retrained: {outcome.unchanged}"
+        return f"not retrained: {outcome.unchanged}{note}"
     reg = outcome.registration
-    return f"retrained: registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}"
+    return f"retrained: registered {reg.model_name} version {reg.version} as {', '.join(reg.aliases)}{note}"
+
+
+def act_on_drift(cfg: Config, root: Path, report: DriftReport, champion: Champion, rows: Batch, run_id: str,
+                 retraining: bool = False) -> KeptBatch | None:
+    """Keep the batch, tell the monitoring run where, emit the drift event and send the notification."""
+    kept = keep_drifted(cfg, root, rows, champion) if cfg.monitor.keep_drifted else None
+    if kept:
+        monitoring.tag_kept(run_id, str(kept.path), kept.md5, kept.labelled)
+    emit_drift(report, champion.model_name or cfg.registry.model_name, champion.version, rows.path,
+               str(kept.path) if kept else None, retraining)
+    notify(cfg, f"mpops: drift in {rows.path}", report.verdict + (f"\nkept as {kept.path} (md5 {kept.md5})"
+                                                                  if kept else ""))
+    return kept
 
 
 @flow(name="mpops-monitoring", log_prints=True)
@@ -111,12 +154,14 @@ def monitor_flow(batch: str, retrain: bool = False, config: str | None = None,
     folder, run_id = write_drift_report(cfg, root, report, champion, rows)
     log_batch_dataset(champion, rows, run_id)
     (get_run_logger().warning if report.drifted else get_run_logger().info)("monitor %s: %s", batch, report.verdict)
+    publish_drift(report, (folder / "report.md").read_text(), run_id, champion.model_name, champion.version)
+    kept = act_on_drift(cfg, root, report, champion, rows, run_id, retrain) if report.drifted else None
     retrained = None
     if report.drifted and retrain:
-        retrained = _retrain(config, overrides)
+        retrained = _retrain(config, overrides, *retrain_data(cfg, root, champion))
         get_run_logger().info("retrain: %s", retrained)
         monitoring.tag_retrain(run_id, retrained)
-    outcome = MonitorOutcome(report, uri, champion.version, run_id, folder, retrained)
+    outcome = MonitorOutcome(report, uri, champion.version, run_id, folder, retrained, kept)
     if report.drifted:
         checks = ", ".join(r.split(":")[0] for r in report.reasons)
         todo = (f"retrain: {retrained}" if retrained

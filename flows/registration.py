@@ -56,7 +56,8 @@ def log_model(cfg: Config, sp: Split, chosen: Trained, twin: Trained | None, rep
     drift_x, drift_columns = (sp.monitor_x_train, sp.monitor_columns) if sp.monitor_columns else \
         (sp.x_train, sp.feature_columns)
     ref = reference_stats(drift_x, drift_columns, sp.classes, r.precision, chosen.eval.predictions,
-                          chosen.eval.accuracy, twin.eval.predictions if twin else None, cfg.monitor)
+                          chosen.eval.accuracy, twin.eval.predictions if twin else None, cfg.monitor,
+                          chosen.eval.probabilities, sp.y_test)
     reference.log_reference(chosen.run_id, ref, twin.result if twin else None, sp)
     return model_uri
 

@@ -109,6 +109,11 @@ def print_monitor(out: Console, batch: str, outcome, experiment: str) -> None:
         out.print(drifted_table(report))
     say(drift_figures(report))
     say(f"Report: {outcome.report_dir}; MLflow run {outcome.run_id} (experiment {experiment})")
+    kept = getattr(outcome, "kept", None)
+    if kept:
+        use = ("labelled: `--retrain` trains on it with the pinned data" if kept.labelled
+               else "without labels on every row: kept, but not trained on")
+        say(f"Kept: {kept.path} (DVC md5 {kept.md5}, pointer {kept.pointer.name}); {use}")
     if outcome.retrain:
         say(f"Retrain: {outcome.retrain}")
     checks = ", ".join(r.split(":")[0] for r in report.reasons)

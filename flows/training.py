@@ -14,13 +14,14 @@ from flows.common import Trained, no_retry_on_user_error, prepare_process, resol
 from flows.preflight import check_tracking_store
 from flows.registration import register_selected, selected_or_fail
 from flows.unchanged import champion_unchanged, this_run_key
+from flows.verdicts import notify, publish_gate
 from pipeline.core import checkpoint, distributed
 from pipeline.core.checkpoint import Checkpointing, checkpoint_path, remove_run, run_key
 from pipeline.core.config import Config
 from pipeline.core.data import Dataset, Split, split_dataset
 from pipeline.core.data import load_data as read_data
 from pipeline.core.device import resolve_device
-from pipeline.core.errors import ServiceUnavailable
+from pipeline.core.errors import GateFailed, ServiceUnavailable
 from pipeline.core.evaluate import EvalResult, evaluate
 from pipeline.core.factory import check_factory, is_zoo, load_factory, source_digest
 from pipeline.core.gate import CandidateMetrics, GateReport, gate
@@ -204,12 +205,24 @@ def training_flow(config: str | None = None, data: str | None = None, precisions
     root, cfg = resolve(config, data, precisions, overrides)
     setup_tracking(root, cfg.registry.unreachable_after_s)
     try:
-        return run_pipeline(cfg, root, resume, require_pinned, force, st)
+        outcome = run_pipeline(cfg, root, resume, require_pinned, force, st)
+    except GateFailed as e:
+        publish_gate(e.gate_report, getattr(e, "run_id", None))
+        notify(cfg, f"mpops: gate failed for {cfg.registry.model_name}", str(e) + ("\n" + e.detail if e.detail else ""))
+        raise
     except ServiceUnavailable as e:
         e.detail = e.detail or (f"the finished trainings and their evaluations are kept in "
                                 f"{root / cfg.train.checkpoint_dir}: once the store is back, `mpops run --resume` "
                                 "registers without training again")
         raise
+    if outcome.unchanged:
+        return outcome
+    reg = outcome.registration
+    publish_gate(outcome.gate, outcome.parent_run_id, reg.model_name, reg.version)
+    if "champion" in reg.aliases:
+        notify(cfg, f"mpops: new champion {reg.model_name} version {reg.version}",
+               f"{reg.model_name} version {reg.version} is the champion: {reg.champion_reason}")
+    return outcome
 
 
 def run_pipeline(cfg: Config, root: Path, resume: bool = False, require_pinned: bool = False, force: bool = False,
@@ -253,7 +266,11 @@ def train_and_register(cfg: Config, root: Path, sp: Split, validation: Validatio
         report = gate_candidates(cfg, sp, trained, parent_id)
     with st.stage("logging"):
         log_plots(cfg, sp, trained, report, parent_id)
-    selected = selected_or_fail(trained, report)
+    try:
+        selected = selected_or_fail(trained, report)
+    except GateFailed as e:
+        e.run_id = parent_id  # for the flow run's artifacts: the run holding the gate report
+        raise
     with st.stage("registration"):
         registration = register_selected(cfg, sp, selected, trained, report, prov, validation, parent_id, key)
     remove_run(root / cfg.train.checkpoint_dir, ckpt_key)

@@ -101,13 +101,16 @@ def label_indices(labels: pd.Series, classes: tuple[Any, ...]) -> np.ndarray:
 
 def score_batch(batch: Batch, reference: ReferenceStats, cfg: MonitorConfig,
                 predict_labels: Callable[[pd.DataFrame], np.ndarray],
-                twin: tuple[torch.nn.Module, PrecisionPolicy] | None = None) -> DriftReport:
+                twin: tuple[torch.nn.Module, PrecisionPolicy] | None = None,
+                predict_proba: Callable[[np.ndarray], np.ndarray] | None = None) -> DriftReport:
     """Score the batch with the champion (`predict_labels`: its labels, in its precision) and its fp32 twin,
-    and compare with the reference."""
+    and compare with the reference; `predict_proba` (the champion's class probabilities of the model's float32
+    input rows) gives the accuracy estimate without labels."""
     frame = batch.inputs if batch.inputs is not None else pd.DataFrame(batch.x, columns=list(reference.feature_columns))
     index = {c: i for i, c in enumerate(reference.classes)}
     champion_pred = np.array([index.get(plain_value(v), -1) for v in predict_labels(frame)], dtype=np.int64)
     model_x = batch.model_x if batch.model_x is not None else batch.x.astype(np.float32)
     twin_pred = predict_indices(twin[0], model_x, twin[1]) if twin is not None else None
     y = label_indices(batch.labels, reference.classes) if batch.labels is not None else None
-    return compare(batch.x, reference, cfg, champion_pred, twin_pred, y)
+    probs = predict_proba(model_x) if predict_proba is not None else None
+    return compare(batch.x, reference, cfg, champion_pred, twin_pred, y, probs)

@@ -161,14 +161,31 @@ class MonitorConfig:
     report_dir: str = "out/monitoring"  # drift report (CSV, Markdown, JSON, plots); relative to the project
     psi_bins: int = 10  # quantile bins of the training split (read at registration, stored in the reference)
     reference_sample: int = 2000  # training values kept per feature for the KS test (read at registration)
-    psi_threshold: float = 0.2  # a feature drifts when its PSI passes this ...
+    # Share of unshifted batches, of any size, allowed to raise an alarm; the PSI cut-offs of features and
+    # predictions are derived from the reference for each batch size to hold it.
+    false_alarm_rate: float = 0.01
+    psi_threshold: float = 0.1  # a feature drifts when its PSI passes its cut-off and this floor ...
     ks_alpha: float = 0.01  # ... and its KS p-value is below this alpha divided by the number of features
     max_drifted_share: float = 0.0  # the batch drifts when more features than this share drift (0: any one)
-    max_prediction_psi: float = 0.2  # PSI of the predicted class shares vs the test split's
+    max_prediction_psi: float = 0.1  # floor under the calibrated cut-off of the predicted class shares' PSI
+    max_estimated_accuracy_drop: float = 0.05  # registered accuracy minus the estimate without labels
+    max_calibration_error: float = 0.05  # above this (held-out, after calibration) the estimate is untrusted
     max_accuracy_drop: float = 0.05  # batches with labels: registered test accuracy minus batch accuracy
     max_agreement_drop: float = 0.02  # champion vs its fp32 twin: agreement at registration minus on the batch
     max_fp16_overflow: int = 0  # feature values with |x| > 65504, which fp16 cannot hold
     plot_top_k: int = 6  # per-feature plots: the drifted ones plus this many more by PSI
+    keep_drifted: bool = True  # copy a drifted batch under keep_dir/YYYY-MM-DD/ and pin it with DVC
+    keep_dir: str = "incoming/drifted"  # relative to the project; --retrain trains on its labelled batches too
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """One message per gate failure, drift and champion change."""
+
+    # An Apprise URL (slack://, mailto://, json://, ...) or a plain http(s):// URL, which gets a JSON POST.
+    # Empty: no message. Never logged: such URLs often carry a token.
+    webhook_url: str = ""
+    timeout_s: float = 5.0  # a notification never holds a run longer than this
 
 
 @dataclass(frozen=True)
@@ -194,6 +211,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
 
     def as_flat_dict(self) -> dict[str, Any]:
@@ -207,6 +225,7 @@ class Config:
                         out.update({f"{f.name}.{k}.{key}": value for key, value in v.items()})
                     else:
                         out[f"{f.name}.{k}"] = v
+        out["notify.webhook_url"] = "set" if self.notify.webhook_url else ""
         return out
 
 

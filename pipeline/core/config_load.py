@@ -141,7 +141,8 @@ def validate_config(cfg: Config) -> None:
               "serving.check_rows and serving.check_repeats must be 1 or more"),
              (cfg.serving.check_timeout_s > 0 and cfg.serving.predict_chunk_rows >= 1,
               "serving.check_timeout_s and serving.predict_chunk_rows must be positive"),
-             (cfg.serving.predict_drift_rows >= 50, "serving.predict_drift_rows must be 50 or more")]
+             (cfg.serving.predict_drift_rows >= 50, "serving.predict_drift_rows must be 50 or more"),
+             (cfg.notify.timeout_s > 0, "notify.timeout_s must be positive")]
     for ok, message in rules:
         if not ok:
             raise ConfigError(f"config: {message}")
@@ -227,11 +228,13 @@ def _monitor_rules(m: MonitorConfig) -> list[tuple[bool, str]]:
         (bool(m.experiment.strip()), "monitor.experiment must not be empty"),
         (m.psi_bins >= 2, "monitor.psi_bins must be 2 or more"),
         (m.reference_sample >= 50, "monitor.reference_sample must be 50 or more"),
-        (m.psi_threshold > 0, "monitor.psi_threshold must be positive"),
+        (m.psi_threshold >= 0, "monitor.psi_threshold must be 0 or more"),
+        (0.0 < m.false_alarm_rate < 1.0, "monitor.false_alarm_rate must be between 0 and 1"),
         (0.0 < m.ks_alpha < 1.0, "monitor.ks_alpha must be between 0 and 1"),
         *[(0.0 <= getattr(m, k) <= 1.0, f"monitor.{k} must be between 0 and 1")
-          for k in ("max_drifted_share", "max_accuracy_drop", "max_agreement_drop")],
-        (m.max_prediction_psi > 0, "monitor.max_prediction_psi must be positive"),
+          for k in ("max_drifted_share", "max_accuracy_drop", "max_agreement_drop", "max_estimated_accuracy_drop",
+                    "max_calibration_error")],
+        (m.max_prediction_psi >= 0, "monitor.max_prediction_psi must be 0 or more"),
         (m.max_fp16_overflow >= 0, "monitor.max_fp16_overflow must be 0 or more"),
         (m.plot_top_k >= 0, "monitor.plot_top_k must be 0 or more"),
     ]

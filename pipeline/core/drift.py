@@ -1,126 +1,22 @@
-"""Drift statistics: the reference computed at registration, and a batch compared with it.
+"""Drift statistics: a batch compared with the reference computed at registration.
 
-The reference is computed once, from the training split and the test-split predictions; the
-tracking adapter stores it with the model (pipeline.tracking.reference), so monitoring never
-needs the training data. Pure numpy and scipy.
+The reference (pipeline.core.drift_reference) is stored with the model, so monitoring never needs the
+training data. Cut-offs come from the reference for the batch's size (pipeline.core.drift_cutoff), so the
+false-alarm rate on unshifted batches is the configured one whatever the size. Pure numpy and scipy.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy.stats import ks_2samp
 
 from pipeline.core import strict_json
 from pipeline.core.config import MonitorConfig
-
-FP16_MAX = 65504.0
-# Empty bins would make PSI infinite (ln 0); the usual floor, small against a 10-bin share of 0.1.
-PSI_FLOOR = 1e-4
-REFERENCE_SEED = 0
-
-
-@dataclass(frozen=True)
-class FeatureReference:
-    name: str
-    # Bin i of a value x is searchsorted(edges, x, side="left"): x <= edges[0] (below the training
-    # minimum), x == minimum, the quantile bins, and x > maximum, so values outside the training range
-    # land in bins whose reference share is 0 and count fully towards PSI.
-    edges: tuple[float, ...]
-    shares: tuple[float, ...]  # len(edges) + 1, training-split share of each bin
-    sample: tuple[float, ...]  # training values for the KS test (a row sample, the same rows for every feature)
-    mean: float
-    fp16_overflow: int  # training values with |x| > 65504
-
-
-@dataclass(frozen=True)
-class ReferenceStats:
-    precision: str  # the champion's precision
-    feature_columns: tuple[str, ...]
-    classes: tuple[Any, ...]
-    features: tuple[FeatureReference, ...]
-    prediction_shares: tuple[float, ...]  # champion's predicted class shares on the test split
-    test_accuracy: float
-    agreement_rate: float | None  # champion vs fp32 twin on the test split; None without a twin
-    train_rows: int
-    test_rows: int
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), default=_plain)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ReferenceStats":
-        raw = json.loads(text)
-        feats = tuple(FeatureReference(f["name"], tuple(f["edges"]), tuple(f["shares"]), tuple(f["sample"]),
-                                       f["mean"], f["fp16_overflow"]) for f in raw.pop("features"))
-        return cls(features=feats, feature_columns=tuple(raw.pop("feature_columns")),
-                   classes=tuple(raw.pop("classes")), prediction_shares=tuple(raw.pop("prediction_shares")), **raw)
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
-
-
-def bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Quantile edges of one training feature; duplicates (discrete or constant features) collapse."""
-    values = np.asarray(values, dtype=np.float64)
-    q = np.quantile(values, np.linspace(0.0, 1.0, bins + 1))
-    return np.unique(np.concatenate([[np.nextafter(q[0], -np.inf)], q]))
-
-
-def bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    idx = np.searchsorted(np.asarray(edges), np.asarray(values, dtype=np.float64), side="left")
-    counts = np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
-    return counts / max(len(values), 1)
-
-
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index of two share vectors over the same bins."""
-    e = np.maximum(np.asarray(expected, dtype=np.float64), PSI_FLOOR)
-    a = np.maximum(np.asarray(actual, dtype=np.float64), PSI_FLOOR)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def class_shares(indices: np.ndarray, n_classes: int) -> np.ndarray:
-    idx = np.asarray(indices, dtype=np.int64)
-    idx = idx[(idx >= 0) & (idx < n_classes)]
-    return np.bincount(idx, minlength=n_classes).astype(np.float64) / max(len(indices), 1)
-
-
-def fp16_overflow(x: np.ndarray) -> np.ndarray:
-    """Per column: values fp16 cannot hold (they become inf in an fp16 model)."""
-    return (np.abs(np.asarray(x, dtype=np.float64)) > FP16_MAX).sum(axis=0).astype(np.int64)
-
-
-def reference_stats(x_train: np.ndarray, feature_columns: tuple[str, ...], classes: tuple[Any, ...],
-                    precision: str, test_pred: np.ndarray, test_accuracy: float,
-                    twin_pred: np.ndarray | None, cfg: MonitorConfig) -> ReferenceStats:
-    """`test_pred`/`twin_pred`: class indices the champion and its fp32 twin predict on the test split."""
-    x = np.asarray(x_train, dtype=np.float64)
-    rng = np.random.default_rng(REFERENCE_SEED)
-    rows = np.sort(rng.choice(len(x), size=min(len(x), cfg.reference_sample), replace=False))
-    overflow = fp16_overflow(x)
-    feats = []
-    for j, name in enumerate(feature_columns):
-        edges = bin_edges(x[:, j], cfg.psi_bins)
-        feats.append(FeatureReference(name, tuple(float(e) for e in edges),
-                                      tuple(float(s) for s in bin_shares(x[:, j], edges)),
-                                      tuple(float(v) for v in x[rows, j]), float(x[:, j].mean()), int(overflow[j])))
-    agreement = None if twin_pred is None else float(np.mean(np.asarray(test_pred) == np.asarray(twin_pred)))
-    return ReferenceStats(
-        precision=precision, feature_columns=tuple(feature_columns), classes=tuple(plain_value(c) for c in classes),
-        features=tuple(feats), prediction_shares=tuple(float(s) for s in class_shares(test_pred, len(classes))),
-        test_accuracy=float(test_accuracy), agreement_rate=agreement, train_rows=len(x), test_rows=len(test_pred),
-    )
-
-
-def plain_value(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
+from pipeline.core.drift_cutoff import ks_columns, psi_cutoffs
+from pipeline.core.drift_reference import (FP16_MAX, PSI_FLOOR, REFERENCE_SEED, FeatureReference,  # noqa: F401
+                                           ReferenceStats, bin_edges, bin_shares, class_shares, fp16_overflow,
+                                           plain_value, psi, reference_stats)
+from pipeline.core.performance import AccuracyEstimate, estimate_accuracy
 
 @dataclass(frozen=True)
 class FeatureDrift:
@@ -132,6 +28,7 @@ class FeatureDrift:
     batch_mean: float
     fp16_overflow: int
     drifted: bool
+    psi_cutoff: float = float("nan")  # for this batch's size: calibrated, or monitor.psi_threshold if larger
 
 
 @dataclass(frozen=True)
@@ -151,6 +48,10 @@ class DriftReport:
     fp16_overflow: int
     drifted: bool
     reasons: tuple[str, ...]  # one line per failed check; empty when nothing drifted
+    false_alarm_rate: float = float("nan")  # monitor.false_alarm_rate the cut-offs were derived for
+    prediction_psi_cutoff: float = float("nan")
+    estimate: AccuracyEstimate | None = None  # None: the reference has no calibrator
+    distinct_rows: int = 0  # rows the KS test counted (repeats once)
 
     @property
     def drifted_features(self) -> tuple[FeatureDrift, ...]:
@@ -169,11 +70,18 @@ class DriftReport:
     def metrics(self) -> dict[str, float]:
         """Dotted MLflow metric names; per-feature figures for every feature."""
         m: dict[str, float] = {
-            "monitor.rows": self.rows, "monitor.drifted": float(self.drifted),
+            "monitor.rows": self.rows, "monitor.distinct_rows": self.distinct_rows, "monitor.drifted": float(self.drifted),
             "monitor.drifted_share": self.drifted_share, "monitor.drifted_features": len(self.drifted_features),
             "monitor.prediction_psi": self.prediction_psi, "monitor.fp16_overflow": self.fp16_overflow,
             "monitor.reference_accuracy": self.reference_accuracy,
         }
+        if self.estimate is not None:
+            e = self.estimate
+            m.update({"monitor.estimated_accuracy": e.expected, "monitor.estimated_accuracy_low": e.low,
+                      "monitor.estimated_accuracy_high": e.high, "monitor.estimated_accuracy_drop": e.drop,
+                      "monitor.estimate_trusted": float(e.trusted)})
+            if e.error is not None:
+                m["monitor.estimation_error"] = e.error
         if self.accuracy is not None:
             m["monitor.accuracy"] = self.accuracy
             m["monitor.accuracy_drop"] = self.reference_accuracy - self.accuracy
@@ -183,6 +91,7 @@ class DriftReport:
             m["monitor.agreement_drop"] = self.reference_agreement - self.agreement
         for f in self.features:
             m[f"monitor.psi.{f.name}"] = f.psi
+            m[f"monitor.psi_cutoff.{f.name}"] = f.psi_cutoff
             m[f"monitor.ks_statistic.{f.name}"] = f.ks_statistic
             m[f"monitor.ks_pvalue.{f.name}"] = f.ks_pvalue
             if f.fp16_overflow:
@@ -198,19 +107,58 @@ def names_list(feats, limit: int = 8) -> str:
     return shown + (f" and {len(feats) - limit} more" if len(feats) > limit else "")
 
 
-def _feature_drift(x: np.ndarray, reference: ReferenceStats, cfg: MonitorConfig, alpha: float
-                   ) -> list[FeatureDrift]:
+# The alarm budget monitor.false_alarm_rate is shared equally (Bonferroni) by the checks that fire on
+# unlabelled batches: feature drift, prediction drift and the estimated-accuracy drop.
+ALARM_CHECKS = 3
+
+
+def _feature_drift(x: np.ndarray, reference: ReferenceStats, cfg: MonitorConfig, alpha: float,
+                   distinct: np.ndarray) -> list[FeatureDrift]:
     overflow = fp16_overflow(x)
+    cut = np.maximum(psi_cutoffs([f.shares for f in reference.features], reference.train_rows, len(x),
+                                 cfg.false_alarm_rate / ALARM_CHECKS), cfg.psi_threshold)
+    sample = np.sort(np.array([f.sample for f in reference.features], dtype=np.float64).T, axis=0)
+    ks_stat, ks_p = ks_columns(sample, x[distinct])
     feats = []
     for j, ref in enumerate(reference.features):
         col = x[:, j]
-        ks = ks_2samp(np.asarray(ref.sample), col)
         p = psi(np.asarray(ref.shares), bin_shares(col, np.asarray(ref.edges)))
-        # Both must agree: PSI alone is noisy on small batches, KS alone flags trivial shifts on large ones.
-        drifted = p > cfg.psi_threshold and float(ks.pvalue) < alpha
-        feats.append(FeatureDrift(ref.name, p, float(ks.statistic), float(ks.pvalue), ref.mean, float(col.mean()),
-                                  int(overflow[j]), bool(drifted)))
+        # Both must agree: the PSI cut-off holds the false-alarm rate; KS, a second opinion on the whole
+        # distribution, keeps one noisy bin from raising an alarm by itself.
+        drifted = p > cut[j] and float(ks_p[j]) < alpha
+        feats.append(FeatureDrift(ref.name, p, float(ks_stat[j]), float(ks_p[j]), ref.mean, float(col.mean()),
+                                  int(overflow[j]), bool(drifted), float(cut[j])))
     return feats
+
+
+def _prediction_drift(reference: ReferenceStats, cfg: MonitorConfig, pred: np.ndarray
+                      ) -> tuple[np.ndarray, float, float, str | None]:
+    shares = class_shares(pred, len(reference.classes))
+    value = psi(np.asarray(reference.prediction_shares), shares)
+    cut = max(float(psi_cutoffs([reference.prediction_shares], reference.test_rows, len(pred),
+                                cfg.false_alarm_rate / ALARM_CHECKS)[0]), cfg.max_prediction_psi)
+    if value <= cut:
+        return shares, value, cut, None
+    return shares, value, cut, (f"prediction drift: PSI of the predicted class shares {value:.3f} vs the test "
+                                f"split, cut-off {cut:.3f} for {len(pred)} rows")
+
+
+def _estimate(reference: ReferenceStats, cfg: MonitorConfig, probs: np.ndarray | None, y: np.ndarray | None,
+              features_moved: int) -> tuple[AccuracyEstimate | None, str | None]:
+    if probs is None or reference.calibration is None:
+        return None, None
+    e = estimate_accuracy(np.asarray(probs, dtype=np.float64), reference.calibration, reference.test_accuracy,
+                          cfg.max_calibration_error, 1.0 - cfg.false_alarm_rate / ALARM_CHECKS, y)
+    if e.trusted and features_moved:
+        # Calibration was fitted where the reference's rows were; rows that moved elsewhere can be confidently
+        # wrong (a one-pixel image shift: 0.77 expected, 0.31 realised in bench/drift_calibration.py).
+        e = replace(e, trusted=False, why_untrusted=f"{features_moved} feature(s) drifted: the calibration is "
+                    "extrapolated to inputs unlike the reference, where confidence can stay high while accuracy falls")
+    # An untrusted estimate is reported, never alarmed on; a drop must also be beyond the batch's noise.
+    if not e.trusted or e.drop <= cfg.max_estimated_accuracy_drop or e.high >= e.reference:
+        return e, None
+    return e, (f"estimated accuracy drop: {e.expected:.4f} expected without labels ({e.low:.4f}-{e.high:.4f}) vs "
+               f"{e.reference:.4f} registered ({-e.drop:+.4f}), threshold {cfg.max_estimated_accuracy_drop}")
 
 
 def _accuracy(reference: ReferenceStats, cfg: MonitorConfig, pred: np.ndarray, y: np.ndarray | None
@@ -245,28 +193,31 @@ def _agreement(reference: ReferenceStats, cfg: MonitorConfig, pred: np.ndarray, 
 
 
 def compare(x: np.ndarray, reference: ReferenceStats, cfg: MonitorConfig, champion_pred: np.ndarray,
-            twin_pred: np.ndarray | None = None, y: np.ndarray | None = None) -> DriftReport:
+            twin_pred: np.ndarray | None = None, y: np.ndarray | None = None,
+            probs: np.ndarray | None = None) -> DriftReport:
     """Compare a batch with the reference. `x`: (rows, features) in reference.feature_columns order;
-    predictions and `y` are class indices (`y` -1 where the label is missing or unknown)."""
+    predictions and `y` are class indices (`y` -1 where the label is missing or unknown); `probs`: the
+    champion's class probabilities, for the accuracy estimate."""
     x = np.asarray(x, dtype=np.float64)
     n_feat = len(reference.features)
     alpha = cfg.ks_alpha / max(n_feat, 1)
-    feats = _feature_drift(x, reference, cfg, alpha)
+    # KS counts repeated rows once: its p-value assumes independent rows, and copies (a client resending
+    # requests, a batch assembled with replacement from a small pool) would make it overconfident.
+    # PSI, a size of change, is measured on every row.
+    distinct = np.sort(np.unique(x, axis=0, return_index=True)[1])
+    feats = _feature_drift(x, reference, cfg, alpha, distinct)
     reasons = []
     drifted_names = [f.name for f in sorted(feats, key=lambda f: -f.psi) if f.drifted]
     share = len(drifted_names) / max(n_feat, 1)
     if share > cfg.max_drifted_share:
         reasons.append(f"feature drift: {len(drifted_names)} of {n_feat} features drifted ({share:.1%}, threshold "
-                       f"{cfg.max_drifted_share:.1%}; PSI > {cfg.psi_threshold} and KS p < {alpha:.2g}): "
-                       f"{names_list(drifted_names)}")
-    pred_shares = class_shares(champion_pred, len(reference.classes))
-    pred_psi = psi(np.asarray(reference.prediction_shares), pred_shares)
-    if pred_psi > cfg.max_prediction_psi:
-        reasons.append(f"prediction drift: PSI of the predicted class shares {pred_psi:.3f} vs the test split, "
-                       f"threshold {cfg.max_prediction_psi}")
+                       f"{cfg.max_drifted_share:.1%}; PSI above its cut-off for {len(x)} rows and KS p < "
+                       f"{alpha:.2g}): {names_list(drifted_names)}")
+    pred_shares, pred_psi, pred_cut, why_pred = _prediction_drift(reference, cfg, champion_pred)
+    estimate, why_est = _estimate(reference, cfg, probs, y, len(drifted_names))
     accuracy, labelled, why = _accuracy(reference, cfg, champion_pred, y)
     agreement, why_agree = _agreement(reference, cfg, champion_pred, twin_pred)
-    reasons += [r for r in (why, why_agree) if r]
+    reasons += [r for r in (why_pred, why_est, why, why_agree) if r]
     total_overflow = sum(f.fp16_overflow for f in feats)
     if total_overflow > cfg.max_fp16_overflow:
         where = [f"{f.name} ({f.fp16_overflow})" for f in sorted(feats, key=lambda f: -f.fp16_overflow) if f.fp16_overflow]
@@ -277,5 +228,6 @@ def compare(x: np.ndarray, reference: ReferenceStats, cfg: MonitorConfig, champi
         drifted_share=share, prediction_psi=pred_psi, prediction_shares=tuple(float(s) for s in pred_shares),
         reference_accuracy=reference.test_accuracy, accuracy=accuracy, labelled_rows=labelled,
         reference_agreement=reference.agreement_rate, agreement=agreement, fp16_overflow=int(total_overflow),
-        drifted=bool(reasons), reasons=tuple(reasons),
+        drifted=bool(reasons), reasons=tuple(reasons), false_alarm_rate=cfg.false_alarm_rate,
+        prediction_psi_cutoff=pred_cut, estimate=estimate, distinct_rows=len(distinct),
     )

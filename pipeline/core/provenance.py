@@ -26,6 +26,9 @@ class Provenance:
     versions: tuple[tuple[str, str], ...]
     python: str
     file_md5: str = ""  # md5 of the bytes read (all files, in order)
+    # DVC's hash of each file read, when there are several (a retraining on pinned data plus kept batches):
+    # the record of every piece of data that went in.
+    sources: tuple[tuple[str, str], ...] = ()
 
     def as_tags(self) -> dict[str, str]:
         tags = {
@@ -38,6 +41,8 @@ class Provenance:
             "python.version": self.python,
         }
         tags.update({f"{name}.version": v for name, v in self.versions})
+        if self.sources:
+            tags["data.sources"] = ", ".join(f"{name}={md5}" for name, md5 in self.sources)[:5000]
         return tags
 
 
@@ -108,6 +113,7 @@ def collect_provenance(project_root: Path, data_files: tuple[str, ...], data_pat
         dvc_md5=pinned,
         data_md5=read,
         file_md5=files_md5(data_files),
+        sources=tuple((Path(f).name, dvc_hash(f)) for f in data_files) if len(data_files) > 1 else (),
         data_files=data_files,
         data_is_pinned=bool(pinned) and read == pinned,
         git_commit=_git(root, "rev-parse", "HEAD") or "unknown",

@@ -10,6 +10,7 @@ import pandas as pd
 from pipeline.core.batch import Batch
 from pipeline.core.drift import DriftReport, ReferenceStats
 from pipeline.render.plots import pyplot
+from pipeline.render.terminal import estimate_line
 
 
 def _fmt(v: float) -> str:
@@ -17,7 +18,7 @@ def _fmt(v: float) -> str:
 
 
 def feature_table(report: DriftReport) -> pd.DataFrame:
-    rows = [{"feature": f.name, "psi": f.psi, "ks_statistic": f.ks_statistic, "ks_pvalue": f.ks_pvalue,
+    rows = [{"feature": f.name, "psi": f.psi, "psi_cutoff": f.psi_cutoff, "ks_statistic": f.ks_statistic, "ks_pvalue": f.ks_pvalue,
              "reference_mean": f.reference_mean, "batch_mean": f.batch_mean, "fp16_overflow": f.fp16_overflow,
              "drifted": f.drifted} for f in report.features]
     return pd.DataFrame(rows).sort_values(["drifted", "psi"], ascending=[False, False], kind="stable")
@@ -34,12 +35,14 @@ def _markdown(report: DriftReport, batch_path: str, model_uri: str, table: pd.Da
               f"| {report.reference_accuracy:.4f} |",
               f"| fp32-twin agreement | {'n/a' if report.agreement is None else f'{report.agreement:.2%}'} | "
               f"{'n/a' if report.reference_agreement is None else f'{report.reference_agreement:.2%}'} |",
-              f"| values beyond fp16 range | {report.fp16_overflow} | - |", "",
+              f"| values beyond fp16 range | {report.fp16_overflow} | - |", "", estimate_line(report), "",
+              f"PSI cut-offs derived from the reference for {report.rows} rows at a false-alarm rate of "
+              f"{report.false_alarm_rate:g}; prediction PSI cut-off {report.prediction_psi_cutoff:.4f}. "
               f"KS alpha after Bonferroni correction: {report.ks_alpha_corrected:.3g}.", "",
-              "| feature | PSI | KS statistic | KS p-value | reference mean | batch mean | fp16 overflow | drifted |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| feature | PSI | PSI cut-off | KS statistic | KS p-value | reference mean | batch mean | fp16 overflow "
+              "| drifted |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples(index=False):
-        lines.append(f"| {r.feature} | {r.psi:.4f} | {r.ks_statistic:.4f} | {_fmt(r.ks_pvalue)} | "
+        lines.append(f"| {r.feature} | {r.psi:.4f} | {r.psi_cutoff:.4f} | {r.ks_statistic:.4f} | {_fmt(r.ks_pvalue)} | "
                      f"{r.reference_mean:.4g} | {r.batch_mean:.4g} | {r.fp16_overflow} | {'yes' if r.drifted else ''} |")
     return "\n".join(lines) + "\n"
 

@@ -71,11 +71,11 @@ def ci_summary(results: tuple[TrainResult, ...], report: GateReport, probes: tup
 
 def drifted_table(report: DriftReport, limit: int = 20) -> Table:
     table = Table(title=f"Drifted features ({len(report.drifted_features)} of {len(report.features)})")
-    for col in ("feature", "PSI", "KS p-value", "reference mean", "batch mean", "beyond fp16"):
+    for col in ("feature", "PSI", "cut-off", "KS p-value", "reference mean", "batch mean", "beyond fp16"):
         table.add_column(col, justify="left" if col == "feature" else "right")
     for f in report.drifted_features[:limit]:
-        table.add_row(f.name, f"{f.psi:.3f}", f"{f.ks_pvalue:.2g}", f"{f.reference_mean:.3g}", f"{f.batch_mean:.3g}",
-                      str(f.fp16_overflow))
+        table.add_row(f.name, f"{f.psi:.3f}", f"{f.psi_cutoff:.3f}", f"{f.ks_pvalue:.2g}", f"{f.reference_mean:.3g}",
+                      f"{f.batch_mean:.3g}", str(f.fp16_overflow))
     return table
 
 
@@ -85,4 +85,16 @@ def drift_figures(report: DriftReport) -> str:
     ref_agree = "n/a" if report.reference_agreement is None else f"{report.reference_agreement:.2%}"
     return (f"Drifted features {report.drifted_share:.1%}; prediction PSI {report.prediction_psi:.3f}; accuracy "
             f"{acc} (registered {report.reference_accuracy:.4f}); fp32-twin agreement {agree} (registered "
-            f"{ref_agree}); values beyond fp16 range {report.fp16_overflow}")
+            f"{ref_agree}); values beyond fp16 range {report.fp16_overflow}\n{estimate_line(report)}")
+
+
+def estimate_line(report: DriftReport) -> str:
+    """The accuracy estimated without labels, and whether to believe it."""
+    e = report.estimate
+    if e is None:
+        return "Estimated accuracy: n/a (the champion's reference has no calibrator; register a new version)"
+    line = (f"Estimated accuracy without labels {e.expected:.4f} ({e.low:.4f}-{e.high:.4f}) vs registered "
+            f"{e.reference:.4f}")
+    if e.realised is not None:
+        line += f"; realised {e.realised:.4f}, estimation error {e.error:+.4f}"
+    return line + ("" if e.trusted else f"; not to be trusted: {e.why_untrusted}")

@@ -26,3 +26,9 @@ def log_report(report: DriftReport, champion: Champion, batch: Batch, folder: Pa
 
 def tag_retrain(run_id: str, what: str) -> None:
     log_values(run_id, tags={"monitor.retrain": what[:5000]})
+
+
+def tag_kept(run_id: str, path: str, md5: str, labelled: bool) -> None:
+    """The kept copy of a drifted batch, named in the run that found the drift."""
+    log_values(run_id, tags={"monitor.kept": path[:5000], "monitor.kept_md5": md5,
+                             "monitor.kept_labelled": str(labelled).lower()})

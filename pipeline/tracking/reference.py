@@ -76,3 +76,15 @@ def load_champion(model_uri: str) -> Champion:
                               "`mpops run`") from None
         twin = read_bundle(folder / TWIN_DIR) if (folder / TWIN_DIR).is_dir() else None
     return Champion(model_uri, *_name_and_version(model_uri), run_id, reference, model, twin)
+
+
+def proba_function(champion: Champion):
+    """The champion's class probabilities of float32 rows, in its precision; None when the loaded model is not
+    this project's pyfunc (then there is no accuracy estimate)."""
+    from pipeline.core.evaluate import predict_proba
+
+    try:
+        bundle = champion.model.unwrap_python_model().bundle
+    except Exception:  # another flavour, or a pyfunc without a bundle: no probabilities to estimate from
+        return None
+    return lambda x: predict_proba(bundle.model, x, bundle.policy)

@@ -67,6 +67,17 @@ def test_harmless_candidate_passes_then_a_planted_degradation_is_rejected_and_th
     assert not report.verdict("bf16").passed and report.selected is None
     assert str(client.get_model_version_by_alias("digits-classifier", "champion").version) == "1"
     assert [str(v.version) for v in client.search_model_versions("name='digits-classifier'")] == ["1"]
+    # The Failed flow run says why in its Artifacts tab: the gate table and the MLflow run that holds it.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as prefect_client:
+        artifacts = prefect_client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    by_key = {a.key: a for a in artifacts}
+    assert by_key["mpops-gate"].data.startswith("**Gate: no candidate passed: nothing registered**")
+    assert "class 3 recall fell by" in by_key["mpops-gate"].data
+    assert "/runs/" in by_key["mpops-training-mlflow-run"].data and "mpops-training-model-version" not in by_key
 
 
 def test_sweep_logs_tradeoff_table_and_pareto_plot_and_names_the_pick(prefect_harness, tracking_store, digits_csv,

@@ -30,7 +30,8 @@ def registered(prefect_harness, tmp_path_factory, digits_frame, session_store):
     data = folder / "digits.csv"
     digits_frame.to_csv(data, index=False)
     sets = [f"data.path={data}", f"validation.report_dir={folder / 'validation'}",
-            f"train.checkpoint_dir={folder / 'ckpt'}", f"monitor.report_dir={folder / 'report'}", *TINY]
+            f"train.checkpoint_dir={folder / 'ckpt'}", f"monitor.report_dir={folder / 'report'}",
+            f"monitor.keep_dir={folder / 'drifted'}", *TINY]
     code = mpops("run", "--precisions", "fp32,bf16", *[a for s in sets for a in ("--set", s)])
     assert code == 0
     test_rows = digits_frame[(assign_split(digits_frame, "label", 0.2, 0) == "test").to_numpy()]
@@ -77,6 +78,8 @@ def test_registration_stores_the_reference_and_the_fp32_twin(registered):
     assert ref.test_accuracy == pytest.approx(float(champion.tags["eval.accuracy"]), abs=1e-6)
     assert 0.9 <= ref.agreement_rate <= 1.0 and len(ref.features) == 64
     assert sum(ref.prediction_shares) == pytest.approx(1.0)
+    cal = ref.calibration  # temperature scaling of the champion's test-split probabilities
+    assert cal.rows == 360 and cal.temperature > 0 and cal.accuracy == pytest.approx(ref.test_accuracy)
 
 
 def test_unchanged_test_rows_do_not_drift(registered, capsys):
@@ -92,6 +95,11 @@ def test_unchanged_test_rows_do_not_drift(registered, capsys):
     assert run.data.metrics["monitor.prediction_psi"] == pytest.approx(0.0, abs=1e-9)
     assert run.data.metrics["monitor.accuracy"] == pytest.approx(run.data.metrics["monitor.reference_accuracy"])
     assert run.data.metrics["monitor.agreement_drop"] == pytest.approx(0.0, abs=1e-9)
+    # The estimate without labels on the rows it was calibrated on: within the interval it reports.
+    m = run.data.metrics
+    assert m["monitor.estimated_accuracy_low"] <= m["monitor.accuracy"] <= m["monitor.estimated_accuracy_high"]
+    assert abs(m["monitor.estimation_error"]) < 0.03 and "Estimated accuracy without labels" in out
+    assert "monitor.kept" not in run.data.tags
     from pipeline.core.provenance import dvc_hash
 
     [batch] = run.inputs.dataset_inputs  # the batch in the run's Datasets panel, digest = its DVC hash
@@ -120,13 +128,49 @@ def test_shifted_features_drift_and_are_named(registered, capsys):
     assert set(run.data.tags["monitor.drifted_features"].split(",")) == set(SHIFTED)
     assert run.data.tags["monitor.reason"].startswith("drift: feature drift")
     assert run.data.metrics["monitor.psi.pixel_20"] > 0.2 and run.data.metrics["monitor.psi.pixel_0"] < 0.2
+    # The drifted batch is kept, dated, pinned, and named in the run.
+    kept = run.data.tags["monitor.kept"]
+    assert kept.startswith(str(folder / "drifted")) and kept.endswith(".csv") and run.data.tags["monitor.kept_labelled"] == "true"
+    assert pd.read_csv(kept).equals(pd.read_csv(folder / "shifted.csv"))
+    assert run.data.tags["monitor.kept_md5"] in open(kept + ".dvc").read()
+    assert f"Kept: {kept} (DVC md5 {run.data.tags['monitor.kept_md5']}" in captured.out
+
+
+def test_flow_runs_publish_their_verdict_as_prefect_artifacts(registered):
+    """The gate table of the training run, the drift table and report of the monitoring run, and links to MLflow."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    def latest(key: str):
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                          sort=ArtifactSort.CREATED_DESC, limit=1)
+        assert found, f"no artifact {key}"
+        return found[0]
+
+    gate = latest("mpops-gate")
+    assert gate.type == "markdown" and "**Gate: registered digits-classifier version" in gate.data
+    assert "| fp32 |" in gate.data or "fp32" in gate.data
+    code = _monitor(registered, registered[2], "artifacts.csv")
+    assert code == 0
+    run = _last_monitor_run()
+    drift = latest("mpops-drift")
+    assert drift.type == "markdown" and drift.data.startswith("# Drift report:") and "no drift" in drift.description
+    table = latest("mpops-drift-features")
+    assert table.type == "table" and "psi_cutoff" in table.data and drift.flow_run_id == table.flow_run_id
+    link = latest("mpops-monitoring-mlflow-run")
+    assert link.type == "markdown" or link.type == "link"
+    assert f"/runs/{run.info.run_id}" in link.data and link.flow_run_id == drift.flow_run_id
+    version = latest("mpops-monitoring-model-version")
+    assert "/#/models/digits-classifier/versions/1" in version.data
 
 
 def test_values_beyond_fp16_range_are_counted_and_flagged(registered, capsys):
     folder, _, test_rows = registered
     big = test_rows.copy().astype({"pixel_10": "float64"})
     big.iloc[:5, big.columns.get_loc("pixel_10")] = 1e5
-    code = _monitor(registered, big, "fp16.csv")
+    code = _monitor(registered, big, "fp16.csv", "--set", "monitor.keep_drifted=false")
     captured = capsys.readouterr()
     assert code == 5
     assert "fp16 range: 5 values beyond +-65504 (threshold 0) in pixel_10 (5)" in captured.err
@@ -196,19 +240,31 @@ def test_as_a_deployment_runs_it_drift_fails_the_flow_run_with_the_reason(regist
         state.result()
 
 
-def test_retrain_on_drift_runs_the_training_flow(registered, capsys):
-    """Last in the module: it registers version 2."""
+def test_retrain_on_drift_trains_on_pinned_data_plus_labelled_kept_batches(registered, capsys):
+    """Last in the module: it registers version 2. A batch without labels is kept but not trained on."""
     from mlflow import MlflowClient
 
-    _, _, test_rows = registered
-    shifted = test_rows.copy()
-    shifted["pixel_36"] = shifted["pixel_36"] + 8
-    code = _monitor(registered, shifted, "retrain.csv", "--retrain")
+    from pipeline.core.shifts import pixel_shift
+
+    folder, _, test_rows = registered
+    moved = test_rows.copy()
+    features = [c for c in moved.columns if c != "label"]
+    moved[features] = pixel_shift(moved[features].to_numpy()).astype(int)  # in range: validation accepts it
+    keep = ["--set", f"monitor.keep_dir={folder / 'kept-for-retrain'}"]
+    assert _monitor(registered, moved[features], "unlabelled.csv", *keep) == 5
+    capsys.readouterr()
+    code = _monitor(registered, moved, "retrain.csv", "--retrain", *keep)
     captured = capsys.readouterr()
     out = captured.out
     assert code == 5
-    assert "Retrain: retrained: registered digits-classifier version 2" in out
+    assert ("Retrain: retrained: registered digits-classifier version 2 as " in out
+            and "1 labelled kept batch(es) added to the pinned data; 1 kept without labels, not trained on" in out)
     [error] = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert "; retrain: retrained: registered digits-classifier version 2" in error
     assert _last_monitor_run().data.tags["monitor.retrain"].startswith("retrained: registered digits-classifier")
-    assert len(MlflowClient().search_model_versions("name='digits-classifier'")) == 2
+    client = MlflowClient()
+    v2 = client.get_model_version("digits-classifier", "2")
+    sources = v2.tags.get("data.sources") or client.get_run(v2.run_id).data.tags["data.sources"]
+    names = [s.split("=")[0] for s in sources.split(", ")]
+    assert names[0].startswith("drifted-") and "retrain-" in names[0] and names[1] == "pinned-digits.csv"
+    assert len(names) == 2  # the unlabelled batch is not among them

@@ -257,21 +257,24 @@ def test_retrain_uses_the_deployment_when_a_server_has_it(monkeypatch):
     calls = []
     run_id = uuid.uuid4()
 
-    def fake_run_deployment(name, timeout):
-        calls.append((name, timeout))
+    def fake_run_deployment(name, timeout, parameters=None):
+        calls.append((name, timeout, parameters))
         return types.SimpleNamespace(name="brave-otter", id=run_id)
 
     monkeypatch.setattr(prefect.deployments, "run_deployment", fake_run_deployment)
     said = monitoring._retrain(None, None)
-    assert calls == [("mpops-training/nightly-retrain", 0)]
+    assert calls == [("mpops-training/nightly-retrain", 0, None)]
     assert said == f"started deployment mpops-training/nightly-retrain: flow run brave-otter ({run_id})"
+    said = monitoring._retrain(None, None, "out/retrain-data", "1 labelled kept batch(es) added")
+    assert calls[-1] == ("mpops-training/nightly-retrain", 0, {"data": "out/retrain-data"})
+    assert said.endswith("; 1 labelled kept batch(es) added")
 
-    def missing(name, timeout):
+    def missing(name, timeout, parameters=None):
         raise ObjectNotFound(None)
 
     subflow = []
 
-    def fake_training_flow(config, overrides):
+    def fake_training_flow(config, overrides, data=None):
         subflow.append((config, overrides))
         raise GateFailed("no candidate passed the gates: fp32: accuracy floor; nothing registered")
 
@@ -280,3 +283,40 @@ def test_retrain_uses_the_deployment_when_a_server_has_it(monkeypatch):
     assert monitoring._retrain("c.yaml", {"train.epochs": 1}) == \
         "retraining failed: no candidate passed the gates: fp32: accuracy floor; nothing registered"
     assert subflow == [("c.yaml", {"train.epochs": 1})]
+
+
+def _confident(n: int, top: float) -> np.ndarray:
+    probs = np.full((n, 3), (1 - top) / 2)
+    probs[np.arange(n), np.arange(n) % 3] = top
+    return probs
+
+
+def test_an_estimated_accuracy_drop_without_labels_is_drift_only_when_the_estimate_holds(reference):
+    from dataclasses import replace
+
+    from pipeline.core.performance import Calibrator
+
+    good = replace(reference, calibration=Calibrator(1.0, 600, 0.03, 0.02, 0.95, 0.95))
+    x = _fresh(500, seed=21)
+    sure = drift.compare(x, good, MonitorConfig(), _balanced(500), probs=_confident(500, 0.95))
+    assert not sure.drifted and sure.estimate.expected == pytest.approx(0.95) and sure.estimate.trusted
+    assert sure.metrics()["monitor.estimated_accuracy"] == pytest.approx(0.95)
+    unsure = drift.compare(x, good, MonitorConfig(), _balanced(500), probs=_confident(500, 0.7))
+    [reason] = unsure.reasons
+    assert reason.startswith("estimated accuracy drop: 0.7000 expected without labels") and unsure.estimate.high < 0.95
+    broken = replace(good, calibration=Calibrator(1.0, 600, 0.2, 0.12, 0.95, 0.95))
+    untrusted = drift.compare(x, broken, MonitorConfig(), _balanced(500), probs=_confident(500, 0.7))
+    assert not untrusted.drifted and not untrusted.estimate.trusted
+    assert "calibration error on the held-out reference 0.120" in untrusted.estimate.why_untrusted
+    moved = x.copy()
+    moved[:, 2] += 3
+    shifted = drift.compare(moved, good, MonitorConfig(), _balanced(500), probs=_confident(500, 0.7))
+    assert [r.split(":")[0] for r in shifted.reasons] == ["feature drift"]
+    assert "1 feature(s) drifted" in shifted.estimate.why_untrusted
+
+
+def test_psi_cutoffs_are_reported_per_feature_and_shrink_with_the_batch(reference):
+    small = drift.compare(_fresh(60, seed=5), reference, MonitorConfig(psi_threshold=0.0), _balanced(60))
+    large = drift.compare(_fresh(3000, seed=5), reference, MonitorConfig(psi_threshold=0.0), _balanced(3000))
+    assert all(s.psi_cutoff > 4 * big.psi_cutoff for s, big in zip(small.features, large.features))
+    assert not small.drifted and not large.drifted and small.false_alarm_rate == 0.01
