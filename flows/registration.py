@@ -79,8 +79,9 @@ def servability_check(cfg: Config, sp: Split, chosen: Trained) -> Callable[[str]
     r, classes = chosen.result, tuple(sp.classes)
     example = registry.input_example(sp)
     rows = registry.input_example(sp, cfg.serving.check_rows)
-    expected_example = in_process_predictions(r.model, r.policy, example.to_numpy(), classes)
-    expected_rows = in_process_predictions(r.model, r.policy, rows.to_numpy(), classes)
+    # The frames hold what a caller sends (text categories included); the model saw their encoded rows.
+    expected_example = in_process_predictions(r.model, r.policy, sp.x_test[:len(example)], classes)
+    expected_rows = in_process_predictions(r.model, r.policy, sp.x_test[:len(rows)], classes)
 
     def check(version: str) -> ServeCheck:
         report = serve_probe.probe(f"models:/{cfg.registry.model_name}/{version}", rows,
