@@ -58,7 +58,12 @@ def score(cfg: Config, champion: Champion, input_path: str, output_path: str, co
     sample = Reservoir(cfg.serving.predict_drift_rows, seed=cfg.data.split_seed)
     n = score_file(champion.model.predict, prepare, input_path, output_path, cfg.serving.predict_chunk_rows,
                    cfg.data.label_column, columns, sample)
-    return n, Batch(input_path, sample.x, sample.labels)
+    if bundle.encoder is None:
+        return n, Batch(input_path, sample.x, sample.labels)
+    # The sample holds encoded rows: the drift monitor measures those, the champion takes the raw columns.
+    x = sample.x
+    return n, Batch(input_path, x.astype("float64"), sample.labels, bundle.encoder.inverse_transform(x),
+                    x.astype("float32"))
 
 
 @flow(name="mpops-predict", log_prints=True)

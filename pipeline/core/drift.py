@@ -6,6 +6,8 @@ false-alarm rate on unshifted batches is the configured one whatever the size. P
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -17,6 +19,14 @@ from pipeline.core.drift_reference import (FP16_MAX, PSI_FLOOR, REFERENCE_SEED, 
                                            ReferenceStats, bin_edges, bin_shares, class_shares, fp16_overflow,
                                            plain_value, psi, reference_stats)
 from pipeline.core.performance import AccuracyEstimate, estimate_accuracy
+
+
+# MLflow metric names allow letters, digits and `_-. :/`; a one-hot column is named `column=value`.
+_NOT_IN_METRIC_NAMES = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+def metric_safe(name: str) -> str:
+    return _NOT_IN_METRIC_NAMES.sub("_", name)
 
 @dataclass(frozen=True)
 class FeatureDrift:
@@ -90,12 +100,13 @@ class DriftReport:
             m["monitor.reference_agreement"] = self.reference_agreement
             m["monitor.agreement_drop"] = self.reference_agreement - self.agreement
         for f in self.features:
-            m[f"monitor.psi.{f.name}"] = f.psi
-            m[f"monitor.psi_cutoff.{f.name}"] = f.psi_cutoff
-            m[f"monitor.ks_statistic.{f.name}"] = f.ks_statistic
-            m[f"monitor.ks_pvalue.{f.name}"] = f.ks_pvalue
+            name = metric_safe(f.name)
+            m[f"monitor.psi.{name}"] = f.psi
+            m[f"monitor.psi_cutoff.{name}"] = f.psi_cutoff
+            m[f"monitor.ks_statistic.{name}"] = f.ks_statistic
+            m[f"monitor.ks_pvalue.{name}"] = f.ks_pvalue
             if f.fp16_overflow:
-                m[f"monitor.fp16_overflow.{f.name}"] = f.fp16_overflow
+                m[f"monitor.fp16_overflow.{name}"] = f.fp16_overflow
         return m
 
     def to_json(self) -> str:

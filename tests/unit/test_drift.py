@@ -320,3 +320,13 @@ def test_psi_cutoffs_are_reported_per_feature_and_shrink_with_the_batch(referenc
     large = drift.compare(_fresh(3000, seed=5), reference, MonitorConfig(psi_threshold=0.0), _balanced(3000))
     assert all(s.psi_cutoff > 4 * big.psi_cutoff for s, big in zip(small.features, large.features))
     assert not small.drifted and not large.drifted and small.false_alarm_rate == 0.01
+
+
+def test_one_hot_column_names_become_valid_metric_names():
+    from mlflow.utils.validation import _validate_metric_name
+
+    from pipeline.core.drift import metric_safe
+
+    for name in ("scanner=desk a", "pixel 3", "größe=x/y"):
+        _validate_metric_name(f"monitor.psi.{metric_safe(name)}")  # raises on a name MLflow refuses
+    assert metric_safe("scanner=desk a") == "scanner_desk a"
