@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import prepare_process, resolve
 from flows.monitoring import load_champion, monitor_batch, write_drift_report
+from flows.verdicts import publish_drift, publish_scoring
 from pipeline.core.batch import Batch, load_batch
 from pipeline.core.chunks import Reservoir, input_files, numeric_features, score_file
 from pipeline.core.config import Config
@@ -85,6 +86,8 @@ def predict_flow(input: str, output: str, model_uri: str | None = None, config: 
     runs.log_values(run_id, metrics={"predict.rows": n, "predict.drift_sample_rows": len(batch.x)},
                     tags={"predict.output": str(output)[:5000], "predict.input": str(input)[:5000],
                           "predict.precision": precision, "mlflow.runName": "predict"})
+    publish_scoring(n, output, champion.model_name, champion.version, precision)
+    publish_drift(drift, (folder / "report.md").read_text(), run_id, champion.model_name, champion.version)
     (get_run_logger().warning if drift.drifted else get_run_logger().info)("predict %s: %d rows; %s", input, n,
                                                                            drift.verdict)
     return PredictOutcome(n, output, uri, columns["model_name"], columns["model_version"], precision, drift,

@@ -77,6 +77,13 @@ def publish_drift(report: DriftReport, markdown: str, run_id: str, name: str | N
     _links(run_id, name, version, "mpops-monitoring")
 
 
+def publish_scoring(rows: int, output: str, name: str | None, version: str | None, precision: str) -> None:
+    """What the batch scoring wrote: the drift verdict of the same rows is published beside it."""
+    _safely("scoring summary", create_markdown_artifact,
+            f"**Scored {rows} rows** with {name or 'the model'} version {version or '?'} in {precision}; "
+            f"predictions in `{output}`", key="mpops-predict", description=f"{rows} rows scored")
+
+
 def emit_drift(report: DriftReport, model_name: str, version: str | None, batch: str, kept: str | None,
                retraining: bool = False) -> None:
     """The event prefect.yaml's retraining trigger listens for. `retraining`: this monitor retrains itself

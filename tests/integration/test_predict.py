@@ -63,6 +63,18 @@ def test_predict_flow_scores_in_chunks_and_checks_drift_in_the_same_pass(prefect
     run = MlflowClient().get_run(o.run_id)
     assert run.data.metrics["predict.rows"] == 1797 and run.data.tags["monitor.drifted"] == "false"
     assert run.data.tags["monitor.model_version"] == "1" and run.data.tags["predict.precision"] == "fp32"
+    # The verdict where an operator looks: artifacts of this flow run in the Prefect API.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = {key: client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                            sort=ArtifactSort.CREATED_DESC, limit=1)[0]
+                 for key in ("mpops-predict", "mpops-drift", "mpops-monitoring-mlflow-run")}
+    assert "**Scored 1797 rows**" in found["mpops-predict"].data and "fp32" in found["mpops-predict"].data
+    assert len({a.flow_run_id for a in found.values()}) == 1
+    assert f"/runs/{o.run_id}" in found["mpops-monitoring-mlflow-run"].data
 
 
 PEAK = """
