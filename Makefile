@@ -22,7 +22,7 @@ run: data
 	$(VENV)/bin/mpops run
 
 test: data
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n 2 --dist loadfile
 
 # Runs every bench in bench/ and rewrites docs/benchmarks.md from their JSON (kept in out/bench/).
 bench: data

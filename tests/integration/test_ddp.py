@@ -74,6 +74,7 @@ def test_mpops_run_under_torchrun_logs_from_rank_0_only(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": ""}
     r = torchrun("-m", "flows.cli", "run", "--precisions", "fp32,bf16", "--set", "train.hidden_size=128",
                  "--set", "train.batch_size=128", "--set", "train.epochs=5", "--set", "probe.steps=0",
+                 "--set", "serving.check=false",
                  "--set", f"validation.report_dir={tmp_path / 'val'}",
                  "--set", f"train.checkpoint_dir={tmp_path / 'ckpt'}", cwd=ROOT, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]

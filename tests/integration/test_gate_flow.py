@@ -12,6 +12,7 @@ from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "train.batch_size=128", "probe.steps=0",
+        "serving.check=false",
         "precisions=fp32,bf16", "gate.latency_repeats=3"]
 # Quality decides here, not this machine's speed: bf16 must be chosen whenever it passes.
 QUALITY_ONLY = ["gate.selection=bf16", "gate.min_speedup=0.01", "gate.max_latency_ratio=100",
@@ -57,7 +58,8 @@ def test_harmless_candidate_passes_then_a_planted_degradation_is_rejected_and_th
     assert champion.tags["precision"] == "bf16" and str(champion.version) == "1"
 
     _silence_class_3_in_bf16(monkeypatch)
-    state = training_flow(data=str(digits_csv), overrides=overrides, return_state=True)
+    # The same data, code and config: without force the run key says unchanged and nothing trains.
+    state = training_flow(data=str(digits_csv), overrides=overrides, force=True, return_state=True)
     assert state.is_failed()
     with pytest.raises(GateFailed) as failed:
         state.result()

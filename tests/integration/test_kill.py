@@ -24,6 +24,7 @@ def _args(tmp_path: Path, epochs: int) -> list[str]:
     """fp32 alone, a checkpoint every epoch (the sign that training has started), no label-error check."""
     sets = {"train.hidden_size": 64, "train.hidden_layers": 1, "train.epochs": epochs, "train.batch_size": 32,
             "train.checkpoint_every": 1, "train.checkpoint_dir": tmp_path / "ckpt", "probe.steps": 0,
+            "serving.check": False,
             "validation.report_dir": tmp_path / "val", "validation.label_errors": "false", "gate.min_accuracy": 0.5,
             "gate.latency_repeats": 2}
     return ["run", "--precisions", "fp32", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]

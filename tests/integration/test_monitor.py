@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # min_speedup: bf16 may become the champion even when this noisy machine measures it slower than fp32; the gate
 # still picks the faster one, so either precision can win and the tests hold for both.
 TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=5", "train.batch_size=128", "probe.steps=0",
+        "serving.check=false",
         "validation.label_errors=false", "gate.min_speedup=0.01"]
 SHIFTED = ("pixel_20", "pixel_36", "pixel_43")
 

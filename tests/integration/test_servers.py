@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
 # Seconds of training; 3 epochs reach about 0.88 accuracy, hence the lower floor (the gate itself is tested elsewhere).
 TINY = ["train.hidden_size=64", "train.hidden_layers=1", "train.epochs=3", "train.batch_size=128", "probe.steps=0",
+        "serving.check=false",
         "gate.min_accuracy=0.8"]
 PRECISIONS = "fp32,bf16"
 MODEL = "digits-classifier"
@@ -316,7 +317,8 @@ def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
                              timeout=120)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert refused.stderr.startswith("error: mpops serve: mpops-training/nightly-retrain (work pool mpops-process), "
-                                     "mpops-monitoring/hourly-monitor (work pool mpops-process) already on this "
+                                     "mpops-monitoring/hourly-monitor (work pool mpops-process), "
+                                     "mpops-predict/batch-predict (work pool mpops-process) already on this "
                                      "Prefect server"), refused.stderr
 
     async def delete_worker_deployments():
@@ -358,6 +360,9 @@ def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
             found = asyncio.run(served())
             assert all(d.work_pool_name is None for d in found.values())
             for name, dep in found.items():
+                if not spec[name].get("schedules"):  # batch-predict runs on demand
+                    assert not dep.schedules
+                    continue
                 [schedule] = dep.schedules
                 yaml_schedule = spec[name]["schedules"][0]
                 assert (schedule.schedule.cron, schedule.schedule.timezone) == (yaml_schedule["cron"],
@@ -375,7 +380,8 @@ def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
     assert not live_members(serve.pid), f"mpops serve left processes behind: {live_members(serve.pid)}"
 
 
-FLOW_NAMES = {"nightly-retrain": "mpops-training", "hourly-monitor": "mpops-monitoring"}
+FLOW_NAMES = {"nightly-retrain": "mpops-training", "hourly-monitor": "mpops-monitoring",
+              "batch-predict": "mpops-predict"}
 
 
 def _mlflow_server(tmp_path: Path, port: int) -> Server:

@@ -34,6 +34,7 @@ WAIT_S = 60
 # floor (exit 4); 5 reach ~0.93. fp16 is left out (no CPU hardware path: slow, and the probe is off).
 TINY = ["--precisions", "fp32,bf16", "--set", "train.hidden_size=64", "--set", "train.hidden_layers=1",
         "--set", "train.epochs=5", "--set", "train.batch_size=128", "--set", "probe.steps=0",
+        "--set", "serving.check=false",
         "--set", "gate.latency_repeats=3"]
 # Chromium's own background traffic (updates, sync, field trials, QUIC probes) is switched off and
 # every host name but 127.0.0.1 made unresolvable: the test must pass offline and talk to nothing else.
