@@ -20,7 +20,7 @@ from pipeline.core.config import Config
 from pipeline.core.drift import DriftReport
 from pipeline.core.errors import DataValidationError
 from pipeline.tracking import runs
-from pipeline.tracking.predict import score_whole, whole_prepare
+from pipeline.tracking.predict import encoded_prepare, score_whole
 from pipeline.tracking.reference import Champion
 from pipeline.tracking.store import setup_tracking
 
@@ -55,7 +55,7 @@ def score(cfg: Config, champion: Champion, input_path: str, output_path: str, co
         n = score_whole(champion.model, input_path, output_path, cfg.data.label_column, columns)
         return n, load_batch(input_path, tuple(features), cfg.data.label_column, bundle.encoder,
                              bundle.image_shape)
-    prepare = whole_prepare(bundle, input_path) if bundle.encoder is not None else numeric_features(features)
+    prepare = encoded_prepare(bundle) if bundle.encoder is not None else numeric_features(features)
     sample = Reservoir(cfg.serving.predict_drift_rows, seed=cfg.data.split_seed)
     n = score_file(champion.model.predict, prepare, input_path, output_path, cfg.serving.predict_chunk_rows,
                    cfg.data.label_column, columns, sample)

@@ -31,12 +31,11 @@ def model_inputs(frame: pd.DataFrame, bundle, input_path: str, where: str = "pre
     return frame[list(bundle.input_columns)].astype("float64")  # the signature's type: MLflow refuses int -> float32
 
 
-def whole_prepare(bundle, where_prefix: str):
+def encoded_prepare(bundle):
     """`pipeline.core.chunks.Prepare` for a model with a categorical encoder: the raw columns go to the model
     (its pyfunc one-hots them), the encoded ones to the drift monitor; an unseen category is exit 3."""
     def prepare(frame: pd.DataFrame, where: str):
-        inputs = model_inputs(frame, bundle, where_prefix, where="predict")
-        return inputs, bundle.encoder.transform(frame, where)
+        return model_inputs(frame, bundle, where), bundle.encoder.transform(frame, where)
     return prepare
 
 
