@@ -109,26 +109,33 @@ def stop_server(server: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterator[None]:
+def prefect_api(meanwhile: Callable[[bool], object] | None = None) -> Iterator[object]:
     """For a command's flows: SIGTERM ends them as Terminated, and their Prefect API is PREFECT_API_URL's
-    server, else a temporary one of this process, stopped on the way out. `meanwhile` (the command's heavy
-    imports) runs while that server starts: its start-up is then off the critical path."""
+    server, else a temporary one of this process, stopped on the way out. `meanwhile(starting)` (the command's
+    checks and heavy imports) runs while that server starts (`starting` is False where there is none to wait
+    for): its start-up is then off the critical path. Yields what `meanwhile` returned; a truthy value means
+    no flow will run, so nobody waits for the server."""
+    # Launched before Prefect is imported (a second and more) unless the environment names a server; should
+    # Prefect's own settings (a profile) name one, this early server is stopped unused.
+    early = None if "prefect.settings" in sys.modules or os.environ.get("PREFECT_API_URL") else launch_server()
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with _stopped_by_sigterm():
         if PREFECT_API_URL.value():
-            if meanwhile is not None:
-                meanwhile()
-            yield
+            if early is not None:
+                stop_server(early[0])
+            yield meanwhile(False) if meanwhile is not None else None
             return
-        server, url = launch_server()
+        server, url = early or launch_server()
         try:
-            if meanwhile is not None:
-                meanwhile()
+            result = meanwhile(True) if meanwhile is not None else None
+            if result:
+                yield result
+                return
             wait_ready(server, url)
             with temporary_settings(updates={PREFECT_API_URL: url}):
                 try:
-                    yield
+                    yield result
                 finally:
                     drain_workers()
         finally:

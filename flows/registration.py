@@ -72,7 +72,8 @@ def decide(cfg: Config, sp: Split, chosen: Trained) -> PromotionDecision:
     return champion_decision(cfg, sp, chosen)
 
 
-def servability_check(cfg: Config, sp: Split, chosen: Trained) -> Callable[[str], ServeCheck] | None:
+def servability_check(cfg: Config, sp: Split, chosen: Trained, started: serve_probe.ProbeProcess | None = None
+                      ) -> Callable[[str], ServeCheck] | None:
     """The check the registry runs on the new version before any alias moves (None: serving.check is off)."""
     if not cfg.serving.check:
         return None
@@ -85,7 +86,7 @@ def servability_check(cfg: Config, sp: Split, chosen: Trained) -> Callable[[str]
 
     def check(version: str) -> ServeCheck:
         report = serve_probe.probe(f"models:/{cfg.registry.model_name}/{version}", rows,
-                                   cfg.serving.check_repeats, cfg.serving.check_timeout_s)
+                                   cfg.serving.check_repeats, cfg.serving.check_timeout_s, started)
         verdict = judge(report, expected_example, expected_rows, r.precision)
         (get_run_logger().info if verdict.passed else get_run_logger().error)(
             "servability of version %s: %s", version, verdict.reason)
@@ -95,12 +96,12 @@ def servability_check(cfg: Config, sp: Split, chosen: Trained) -> Callable[[str]
 
 @task(name="register-model", cache_policy=NO_CACHE)
 def register(cfg: Config, sp: Split, chosen: Trained, model_uri: str, tags: dict[str, str], description: str,
-             decision: PromotionDecision) -> registry.Registration:
+             decision: PromotionDecision, started: serve_probe.ProbeProcess | None = None) -> registry.Registration:
     """The registry decides again, with the same policy, if another run moved the champion since `decide`;
     a version that fails the servability check stays challenger only, and the run fails (exit 4)."""
     reg = registry.register(cfg.registry.model_name, model_uri, tags, description, decision,
                             redecide=partial(champion_decision, cfg, sp, chosen),
-                            check=servability_check(cfg, sp, chosen),
+                            check=servability_check(cfg, sp, chosen, started),
                             check_s=cfg.serving.check_timeout_s if cfg.serving.check else 0.0)
     if reg.serve_check is not None and not reg.serve_check.passed:
         raise NotServable(f"{reg.model_name} version {reg.version} failed the servability check: "
@@ -109,8 +110,8 @@ def register(cfg: Config, sp: Split, chosen: Trained, model_uri: str, tags: dict
 
 
 def register_selected(cfg: Config, sp: Split, chosen: Trained, trained: list[Trained], report: GateReport,
-                      prov: Provenance, validation: ValidationReport, parent_id: str, run_key: str = ""
-                      ) -> registry.Registration:
+                      prov: Provenance, validation: ValidationReport, parent_id: str, run_key: str = "",
+                      started: serve_probe.ProbeProcess | None = None) -> registry.Registration:
     twin = next((t for t in trained if t.result.precision == BASELINE), None)
     model_uri = log_model(cfg, sp, chosen, twin, report, prov, validation, parent_id)
     decision = decide(cfg, sp, chosen)
@@ -119,4 +120,4 @@ def register_selected(cfg: Config, sp: Split, chosen: Trained, trained: list[Tra
         tags[RUN_KEY_TAG] = run_key
     description = markdown.version_description(chosen.result.precision, chosen.eval, report, parent_id,
                                                runs.run_url(parent_id), prov)
-    return register(cfg, sp, chosen, model_uri, tags, description, decision)
+    return register(cfg, sp, chosen, model_uri, tags, description, decision, started)

@@ -1,6 +1,7 @@
 """The training flow: Prefect tasks chaining the pipeline stages. Wiring only; the stages live in pipeline/."""
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from pipeline.core.validation.report import write_report
 from pipeline.core.validation.dataset import validate_dataset
 from pipeline.core.validation.validate import ValidationReport
 from pipeline.render import markdown, plots, progress
-from pipeline.tracking import lineage, log, runs
+from pipeline.tracking import lineage, log, runs, serve_probe
 from pipeline.tracking.store import artifact_location, setup_tracking
 
 
@@ -260,19 +261,29 @@ def train_and_register(cfg: Config, root: Path, sp: Split, validation: Validatio
     ckpt_key = run_key(cfg.train, cfg.data, prov.data_md5, source_digest(cfg.train.model))
     trained = [train_precision(cfg, sp, p, parent_id, root, checkpointing(cfg, root, ckpt_key, p, resume),
                                st=st) for p in cfg.precisions if p not in dropped]
-    with st.stage("logging"):
-        log_datasets(cfg, sp, prov, [t.run_id for t in trained])
-    with st.stage("gate"):
-        report = gate_candidates(cfg, sp, trained, parent_id)
-    with st.stage("logging"):
-        log_plots(cfg, sp, trained, report, parent_id)
-    try:
-        selected = selected_or_fail(trained, report)
-    except GateFailed as e:
-        e.run_id = parent_id  # for the flow run's artifacts: the run holding the gate report
-        raise
-    with st.stage("registration"):
-        registration = register_selected(cfg, sp, selected, trained, report, prov, validation, parent_id, key)
+    # Nothing is timed from here on: the servability probe's interpreter starts now and imports while the
+    # gate, the plots and the model's logging run.
+    with contextlib.ExitStack() as stack:
+        started = stack.enter_context(serve_probe.ProbeProcess()) if cfg.serving.check else None
+        with st.stage("logging"):
+            log_datasets(cfg, sp, prov, [t.run_id for t in trained])
+        with st.stage("gate"):
+            report = gate_candidates(cfg, sp, trained, parent_id)
+        plotted = log_plots.submit(cfg, sp, trained, report, parent_id)  # drawn while the model registers
+        try:
+            selected = selected_or_fail(trained, report)
+            with st.stage("registration"):
+                registration = register_selected(cfg, sp, selected, trained, report, prov, validation, parent_id,
+                                                 key, started)
+        except GateFailed as e:
+            e.run_id = parent_id  # for the flow run's artifacts: the run holding the gate report
+            plotted.wait()  # a failed gate's plots are what its reviewer looks at
+            raise
+        except BaseException:
+            plotted.wait()
+            raise
+        with st.stage("logging"):
+            plotted.result()
     remove_run(root / cfg.train.checkpoint_dir, ckpt_key)
     return RunOutcome(parent_id, tuple(t.result for t in trained), tuple(t.eval for t in trained), report,
                       registration, probes, dict(st.seconds))

@@ -24,11 +24,12 @@ from pipeline.core.precision import PrecisionPolicy, StepOutcome, make_policy
 from pipeline.core.train_state import Loop, restore, snapshot
 
 MEMORY_STEPS = 2  # peak memory is read over the first steps (optimizer state appears in step 1)
+HEALTH_STEPS = 16  # on a GPU, the fewest steps between two health checks (see check_due)
 
 
 @dataclass(frozen=True)
 class EpochStats:
-    """What the trainer reports once per epoch, at the sync point it already has (the health check)."""
+    """What the trainer reports at each health check (an epoch end, see check_due), the sync point it already has."""
 
     epoch: int  # 1-based
     epochs: int
@@ -96,16 +97,30 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     return None
 
 
-def health_stop(losses: list[torch.Tensor], skipped: int, steps: int, cfg: TrainConfig) -> str | None:
-    """Why training must stop now, or None. Reads the losses: one sync, once per epoch."""
-    bad = int((~torch.isfinite(torch.stack(losses))).sum().item()) if losses else 0
-    bad = int(distributed.all_sum(bad))  # every rank must take the same decision, or DDP hangs
-    if bad and cfg.stop_on_nonfinite:
-        return f"non-finite loss in {bad} of {steps} steps"
+def health_stop(loop: Loop, steps: int, cfg: TrainConfig) -> str | None:
+    """Why training must stop now, or None. Reads the losses since the last check: one sync."""
+    new = loop.progress.losses[loop.checked:steps]
+    bad = int((~torch.isfinite(torch.stack(new))).sum().item()) if new else 0
+    loop.nonfinite += int(distributed.all_sum(bad))  # every rank must take the same decision, or DDP hangs
+    loop.checked = steps
+    skipped = loop.progress.skipped
+    if loop.nonfinite and cfg.stop_on_nonfinite:
+        return f"non-finite loss in {loop.nonfinite} of {steps} steps"
     if steps and skipped / steps > cfg.max_skipped_share:
         return (f"{skipped} of {steps} optimizer steps skipped for overflow ({skipped / steps:.0%}), "
                 f"threshold {cfg.max_skipped_share:.0%}")
     return None
+
+
+def check_due(loop: Loop, done: int, checkpointing: Checkpointing | None) -> bool:
+    """At the end of an epoch; on a GPU not more often than every HEALTH_STEPS steps, since each check drains its
+    queue and small data has epochs of a few steps. The last step and a checkpoint's epoch are always checked."""
+    if done % loop.per_epoch:
+        return False
+    if loop.device.type != "cuda":
+        return True
+    saving = checkpointing is not None and done % (loop.per_epoch * checkpointing.every_epochs) == 0
+    return done - loop.checked >= HEALTH_STEPS or done == len(loop.batches) or saving
 
 
 def model_spec(split: Split, cfg: TrainConfig) -> ModelSpec:
@@ -152,7 +167,7 @@ def _end_of_epoch(loop: Loop, step: int, cfg: TrainConfig, checkpointing: Checkp
                   on_epoch: OnEpoch | None) -> str | None:
     """After the epoch that ends at `step`: the health check, progress and a checkpoint; why to stop, or None."""
     done = step + 1
-    stop = health_stop(loop.progress.losses, loop.progress.skipped, done, cfg)
+    stop = health_stop(loop, done, cfg)
     if stop:
         return stop
     if on_epoch is not None and loop.world.is_main:  # after health_stop's sync: this .item() waits on nothing new
@@ -190,7 +205,7 @@ def train(split: Split, cfg: TrainConfig, precision: str, checkpointing: Checkpo
     stop_reason = None
     for step in range(loop.first + MEMORY_STEPS, len(loop.batches)):
         run_step(loop, step, loop.batches[step])
-        if (step + 1) % loop.per_epoch == 0:
+        if check_due(loop, step + 1, checkpointing):
             if stop_reason := _end_of_epoch(loop, step, cfg, checkpointing, on_epoch):
                 break
     done = _finish(loop, memory.peak_bytes, stop_reason)

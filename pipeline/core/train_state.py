@@ -58,6 +58,8 @@ class Loop:
     t_timed: float = 0.0
     timed_samples: int = 0
     paused: float = 0.0  # seconds spent writing checkpoints, kept out of the throughput
+    checked: int = 0  # steps covered by the last health check
+    nonfinite: int = 0  # non-finite losses found by the health checks so far
 
 
 def snapshot(loop: Loop, step: int, done: dict | None) -> dict:
@@ -73,3 +75,4 @@ def restore(loop: Loop, state: dict) -> None:
         loop.scheduler.load_state_dict(state["scheduler"])
     loop.policy.load_state_dict(state["scaler"])
     loop.first, loop.progress = int(state["step"]), Progress.from_state(state["progress"])
+    loop.checked = loop.first  # the steps before passed their checks in the killed run

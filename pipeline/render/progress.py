@@ -1,7 +1,7 @@
 """Training progress for people: a rich bar per training on a terminal, plain lines in CI logs, or nothing.
 
-The trainer reports once per epoch, at the sync point it already has (the health check), so
-progress never adds a device sync per step. The CLI picks the mode once with `setup_progress`;
+The trainer reports at its health checks (each epoch's end; on a GPU at most every 16 steps), the
+sync point it already has, so progress never adds a device sync. The CLI picks the mode once with `setup_progress`;
 without that call (library use, tests) nothing is printed.
 """
 from __future__ import annotations

@@ -24,20 +24,52 @@ def _env() -> dict[str, str]:
     return env
 
 
-def probe(model_uri: str, rows: pd.DataFrame, repeats: int = 20, timeout_s: float = 90.0) -> ProbeReport:
-    """Load `model_uri` in a new interpreter and score `rows` there (the version's input example too)."""
-    with tempfile.TemporaryDirectory(prefix="mpops-serve-probe-") as tmp:
-        folder = Path(tmp)
-        script = Path(shutil.copy(SCRIPT, folder / "probe.py"))
-        rows.to_parquet(folder / "rows.parquet", index=False)
-        out = folder / "report.json"
+class ProbeProcess:
+    """The probe's interpreter, started ahead in an empty folder: it imports what any client imports while the
+    run still logs the model, then waits on stdin for the version to load. Use as a context manager: a run
+    that ends without a version to check leaves no process behind."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="mpops-serve-probe-")
+        self.folder = Path(self._tmp.name)
+        script = Path(shutil.copy(SCRIPT, self.folder / "probe.py"))
+        self._process = subprocess.Popen([sys.executable, str(script), "--stdin"], cwd=self.folder, env=_env(),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+
+    def __enter__(self) -> "ProbeProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, model_uri: str, rows: pd.DataFrame, repeats: int, timeout_s: float) -> ProbeReport:
+        rows.to_parquet(self.folder / "rows.parquet", index=False)
+        out = self.folder / "report.json"
+        line = json.dumps([model_uri, str(self.folder / "rows.parquet"), str(out), repeats]) + "\n"
         try:
-            done = subprocess.run([sys.executable, str(script), model_uri, str(folder / "rows.parquet"), str(out),
-                                   str(repeats)], cwd=folder, env=_env(), capture_output=True, text=True,
-                                  timeout=timeout_s)
+            _, stderr = self._process.communicate(line, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return ProbeReport(error=f"the probe process did not finish within {timeout_s:.0f} s")
+        except (BrokenPipeError, OSError):  # it died while importing: its stderr says why
+            stderr = self._process.communicate()[1] if self._process.poll() is None else ""
         if not out.exists():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return ProbeReport(error=f"the probe process exited {done.returncode}: {last[:300]}")
+            last = ((stderr or "").strip().splitlines() or ["no output"])[-1]
+            return ProbeReport(error=f"the probe process exited {self._process.returncode}: {last[:300]}")
         return ProbeReport.from_json(json.loads(out.read_text()))
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+        self._tmp.cleanup()
+
+
+def probe(model_uri: str, rows: pd.DataFrame, repeats: int = 20, timeout_s: float = 90.0,
+          started: ProbeProcess | None = None) -> ProbeReport:
+    """Load `model_uri` in a new interpreter and score `rows` there (the version's input example too); in
+    `started` when the caller started it ahead."""
+    if started is not None:
+        return started.run(model_uri, rows, repeats, timeout_s)
+    with ProbeProcess() as process:
+        return process.run(model_uri, rows, repeats, timeout_s)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MPOPS = str(Path(sys.executable).with_name("mpops"))
@@ -38,7 +38,7 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, project, prefect_server) -> dict[str, str]:
     home = tmp_path_factory.mktemp("state")
-    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+    return {**os.environ, "MLFLOW_TRACKING_URI": fresh_store(home / "mlflow.db"),
             "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": prefect_server, "NO_COLOR": "1"}
 
 

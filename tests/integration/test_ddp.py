@@ -15,7 +15,7 @@ from pipeline.core.config import TrainConfig
 from pipeline.core.data import load_dataset, split_dataset
 from pipeline.core.evaluate import evaluate
 from pipeline.core.train import train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CFG = dict(hidden_size=128, hidden_layers=2, epochs=4, batch_size=128)
@@ -70,7 +70,7 @@ def test_mpops_run_under_torchrun_logs_from_rank_0_only(tmp_path):
     """The whole pipeline on 2 ranks: one parent run, one child run per precision, one registered version."""
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store(tmp_path / "mlflow.db")
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": ""}
     r = torchrun("-m", "flows.cli", "run", "--precisions", "fp32,bf16", "--set", "train.hidden_size=128",
                  "--set", "train.batch_size=128", "--set", "train.epochs=5", "--set", "probe.steps=0",

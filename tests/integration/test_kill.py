@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, _use_store
+from tests.conftest import ROOT, _use_store, fresh_store
 from tests.integration.test_servers import base_env, live_members
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,7 +32,7 @@ def _args(tmp_path: Path, epochs: int) -> list[str]:
 
 @pytest.fixture()
 def store(tmp_path) -> tuple[str, dict[str, str]]:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store(tmp_path / "mlflow.db")
     # Artifacts beside the store, not in the project's mlruns/ (the runs start in the project folder).
     MlflowClient(uri, uri).create_experiment("mpops", artifact_location=(tmp_path / "artifacts").as_uri())
     return uri, {**base_env(tmp_path), "MLFLOW_TRACKING_URI": uri}

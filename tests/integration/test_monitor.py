@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import pytest
 
-from tests.conftest import _use_store, mpops
+from tests.conftest import _use_store, fresh_store, mpops
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # min_speedup: bf16 may become the champion even when this noisy machine measures it slower than fp32; the gate
@@ -24,7 +24,7 @@ def registered(prefect_harness, tmp_path_factory, digits_frame, session_store):
     from pipeline.core.data import assign_split
 
     folder = tmp_path_factory.mktemp("monitor")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = fresh_store(folder / "mlflow.db")
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     _use_store(uri)

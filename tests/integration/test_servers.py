@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.core.provenance import dvc_md5
 from pipeline.core.project import TELEMETRY_OFF
-from tests.conftest import ROOT, _use_store
+from tests.conftest import ROOT, _use_store, fresh_store
 from tests.integration.test_cli import DESIGN_TAGS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -128,13 +128,18 @@ def exit_code(main, argv: list[str]) -> int:
     return 0
 
 
+def _store(db: Path) -> str:
+    """The server's store: a new one starts as a migrated copy; a restarted server finds its own again."""
+    return f"sqlite:///{db}" if db.exists() else fresh_store(db)
+
+
 @pytest.fixture()
 def mlflow_server(tmp_path):
     port = free_port()
     # No job runner: its seven consumer processes serve GenAI jobs mpops never submits, and cost a 2-core box dearly.
     env = {**base_env(tmp_path), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = Server("mlflow server", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                                      "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                      "--workers", "1", "--backend-store-uri", _store(tmp_path / "mlflow.db"),
                                       "--serve-artifacts", "--artifacts-destination", str(tmp_path / "artifacts")],
                     env, tmp_path / "mlflow-server.log", port, f"http://127.0.0.1:{port}/health")
     try:
@@ -216,7 +221,7 @@ def test_deploy_and_run_nightly_retrain_on_a_real_prefect_server(prefect_server,
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
 
-    store = f"sqlite:///{tmp_path / 'scheduled-mlflow.db'}"
+    store = fresh_store(tmp_path / "scheduled-mlflow.db")
     # The store and experiment exist before the two concurrent runs below: on a fresh SQLite store both
     # would create the schema at once and one would fail ("table ... already exists"). The artifact
     # location keeps their artifacts out of the project's mlruns/ (the runs' working folder is the repo).
@@ -310,7 +315,7 @@ def test_mpops_serve_runs_the_deployments_itself(prefect_server, tmp_path):
 
     spec = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
     env = {**prefect_server.env, "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+           "MLFLOW_TRACKING_URI": fresh_store(tmp_path / "mlflow.db")}
     prefect(prefect_server, "work-pool", "create", "mpops-process", "--type", "process", "--overwrite")
     prefect(prefect_server, "--no-prompt", "deploy", "--all")
     refused = subprocess.run([str(BIN / "mpops"), "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -389,7 +394,7 @@ def _mlflow_server(tmp_path: Path, port: int) -> Server:
     comes back with the same runs."""
     env = {**base_env(tmp_path), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = Server("mlflow server", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                                      "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                      "--workers", "1", "--backend-store-uri", _store(tmp_path / "mlflow.db"),
                                       "--serve-artifacts", "--artifacts-destination", str(tmp_path / "artifacts")],
                     env, tmp_path / f"mlflow-server-{time.monotonic_ns()}.log", port, f"http://127.0.0.1:{port}/health")
     server.wait_healthy(timeout=90)

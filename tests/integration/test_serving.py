@@ -24,6 +24,7 @@ from pipeline.core.promotion import PromotionDecision
 from pipeline.core.train import train
 from pipeline.tracking import history, registry
 from pipeline.tracking.runs import start_run
+from tests.conftest import fresh_store
 from tests.integration.test_servability import _check
 from tests.integration.test_servers import LOCAL_ONLY, free_port, port_is_free
 
@@ -37,7 +38,7 @@ COMPLETE = {"gate.passed": "true", "validation.passed": "true"}
 def store(tmp_path_factory, digits_frame):
     """Two versions, each servability-checked and champion in turn; a third that failed its gate."""
     home = tmp_path_factory.mktemp("serving")
-    uri = f"sqlite:///{home / 'mlflow.db'}"
+    uri = fresh_store(home / "mlflow.db")
     saved = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.project import TELEMETRY_OFF
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -92,7 +92,7 @@ def store(browser_binaries, tmp_path_factory, request) -> Store:
     digits_frame, session_store = request.getfixturevalue("digits_frame"), request.getfixturevalue("session_store")
 
     home = tmp_path_factory.mktemp("ui")
-    uri, artifacts = f"sqlite:///{home / 'mlflow.db'}", home / "artifacts"
+    uri, artifacts = fresh_store(home / "mlflow.db"), home / "artifacts"
     data = home / "digits.csv"
     digits_frame.to_csv(data, index=False)
     with pytest.MonkeyPatch.context() as mp:
