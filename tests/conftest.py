@@ -143,6 +143,28 @@ def prefect_harness(prefect_server):
             drain_workers()  # Prefect's log and event workers flush before the server stops
 
 
+def run_in_process(argv: list[str], monkeypatch) -> tuple[int, str, str]:
+    """The CLI in this process (a subprocess would import the whole stack again, seconds each time).
+
+    Returns the exit code and what mpops itself printed to stdout and stderr; Prefect's log lines
+    go to pytest's own capture."""
+    import io
+
+    from rich.console import Console
+
+    from flows import cli, cli_base
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(cli_base, "out", Console(file=out, width=200, soft_wrap=True))
+    monkeypatch.setattr(cli_base, "err", Console(file=err, width=200, soft_wrap=True))
+    try:
+        cli.main(argv)
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    return code, out.getvalue(), err.getvalue()
+
+
 def mpops(*args: str) -> int:
     """`mpops ARGS` in this process (the session's Prefect server and store); returns the exit code."""
     from flows.cli import main

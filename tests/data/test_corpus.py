@@ -1,16 +1,13 @@
 """Every case of the broken-data corpus through `mpops run`: exit 3, the check named, nothing trained or registered."""
 from __future__ import annotations
 
-import io
 import json
 import logging
 
 import pytest
 from mlflow import MlflowClient
 
-from rich.console import Console
-
-from flows import cli, cli_base
+from tests.conftest import run_in_process
 from tests.data.corpus import CASES, PLANTED_PII, pii_in_many_columns
 
 pytestmark = pytest.mark.integration
@@ -18,27 +15,11 @@ pytestmark = pytest.mark.integration
 FAST = ["--precisions", "fp32", "--set", "train.epochs=1", "--set", "train.hidden_size=32"]
 
 
-def _run(argv: list[str], monkeypatch) -> tuple[int, str, str]:
-    """The CLI in this process (a subprocess per case would start Prefect's server each time).
-
-    Returns the exit code and what mpops itself printed to stdout and stderr; Prefect's log lines
-    go to pytest's own capture."""
-    out, err = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(cli_base, "out", Console(file=out, width=200, soft_wrap=True))
-    monkeypatch.setattr(cli_base, "err", Console(file=err, width=200, soft_wrap=True))
-    try:
-        cli.main(argv)
-        code = 0
-    except SystemExit as done:
-        code = done.code
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_broken_data_stops_the_run(case, digits_frame, tmp_path, tracking_store, prefect_harness, monkeypatch):
     data = case.build(digits_frame, tmp_path)
     reports = tmp_path / "reports"
-    code, _, err = _run(["run", "--data", str(data), "--set", f"validation.report_dir={reports}", *FAST],
+    code, _, err = run_in_process(["run", "--data", str(data), "--set", f"validation.report_dir={reports}", *FAST],
                         monkeypatch)
     assert code == 3, err
     assert err.startswith("error: ") and sum(line.startswith("error: ") for line in err.splitlines()) == 1, err
@@ -63,7 +44,7 @@ def test_broken_data_stops_the_run(case, digits_frame, tmp_path, tracking_store,
 def test_pii_values_never_reach_the_output(digits_frame, tmp_path, monkeypatch):
     data = next(c for c in CASES if c.name == "an e-mail column").build(digits_frame, tmp_path)
     reports = tmp_path / "reports"
-    code, out, err = _run(["validate", "--data", str(data), "--set", f"validation.report_dir={reports}"], monkeypatch)
+    code, out, err = run_in_process(["validate", "--data", str(data), "--set", f"validation.report_dir={reports}"], monkeypatch)
     assert code == 3
     assert "column 'contact': 1797 e-mail addresses" in err
     written = "".join(p.read_text() for p in reports.iterdir())
@@ -94,7 +75,7 @@ def test_planted_pii_leaves_the_process_nowhere(digits_frame, tmp_path, tracking
     for logger in loggers:
         logger.addHandler(sink)
     try:
-        code, out, err = _run(["run", "--data", str(data), "--set", f"validation.report_dir={out_dir / 'reports'}",
+        code, out, err = run_in_process(["run", "--data", str(data), "--set", f"validation.report_dir={out_dir / 'reports'}",
                                *FAST], monkeypatch)
     finally:
         for logger in loggers:
@@ -118,7 +99,7 @@ def test_planted_pii_leaves_the_process_nowhere(digits_frame, tmp_path, tracking
 
 def test_clean_data_passes_without_warnings(digits_csv, tmp_path, monkeypatch):
     reports = tmp_path / "reports"
-    code, out, err = _run(["validate", "--data", str(digits_csv), "--set", f"validation.report_dir={reports}"],
+    code, out, err = run_in_process(["validate", "--data", str(digits_csv), "--set", f"validation.report_dir={reports}"],
                           monkeypatch)
     assert code == 0, err
     assert "data validation passed" in out and "0 warning(s)" in out

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_in_process
 from tests.integration.test_cli import client_for, env, error_line, mpops, project  # noqa: F401  fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -82,13 +83,19 @@ def test_a_factory_model_registers_and_loads_without_its_source(project, env, tm
 
 @pytest.mark.parametrize("attribute, says", [("wrong_shape", "the model returns shape (2, 11)"),
                                              ("not_a_module", "the factory returned str")])
-def test_a_broken_factory_stops_the_run_before_training_with_exit_2(project, env, attribute, says):  # noqa: F811
+def test_a_broken_factory_stops_the_run_before_training_with_exit_2(tracking_store, prefect_harness, tmp_path,
+                                                                     monkeypatch, attribute, says):
+    """In this process (the real command is run above): the exit code, the one line, and nothing trained."""
+    from mlflow import MlflowClient
+
     model = f"{FACTORIES / 'tiny_mlp.py'}:{attribute}"
-    r = mpops(project, env, "run", *sets(*FORCED, f"train.model={model}", "registry.model_name=broken"))
-    assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
-    line = error_line(r.stderr)
+    code, _, err = run_in_process(["run", *sets(*FORCED, f"train.model={model}", "registry.model_name=broken",
+                                            f"validation.report_dir={tmp_path / 'val'}",
+                                            f"train.checkpoint_dir={tmp_path / 'ckpt'}")], monkeypatch)
+    assert code == 2, err[-3000:]
+    line = error_line(err)
     assert line.startswith(f"error: train.model={model}: ") and says in line
-    client = client_for(env)
+    client = MlflowClient(tracking_store, tracking_store)
     experiment = [client.get_experiment_by_name("mpops").experiment_id]
     [parent] = client.search_runs(experiment, f"params.`train.model` = '{model}'")
     assert parent.info.status == "FAILED"

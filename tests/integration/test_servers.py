@@ -402,7 +402,7 @@ def _mlflow_server(tmp_path: Path, port: int) -> Server:
 
 
 def test_a_tracking_server_lost_mid_run_fails_within_the_budget_and_resume_registers_without_training(
-        tmp_path, digits_csv):
+        tmp_path, digits_csv, prefect_server):
     """The server dies while fp32 trains. Training needs no server and goes on; the first request after it
     (logging fp32's figures) gives up after registry.unreachable_after_s, and the run ends with exit 6 and one
     line, registering nothing and keeping fp32's training and evaluation. Once the server is back,
@@ -411,7 +411,8 @@ def test_a_tracking_server_lost_mid_run_fails_within_the_budget_and_resume_regis
 
     port, budget = free_port(), 10
     uri = f"http://127.0.0.1:{port}"
-    env = {**base_env(tmp_path), "MLFLOW_TRACKING_URI": uri}
+    # The runs report to the module's Prefect server: what is lost here is the tracking server alone.
+    env = {**base_env(tmp_path), "MLFLOW_TRACKING_URI": uri, "PREFECT_API_URL": prefect_server.env["PREFECT_API_URL"]}
     sets = [*TINY, "train.epochs=6", "train.batch_size=32", "train.checkpoint_every=1", "gate.min_speedup=0.01",
             f"registry.unreachable_after_s={budget}", f"validation.report_dir={tmp_path / 'val'}",
             "validation.label_errors=false", f"train.checkpoint_dir={tmp_path / 'ckpt'}"]
