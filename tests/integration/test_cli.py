@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, fresh_store
+from tests.conftest import ROOT, _use_store, fresh_store, run_in_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MPOPS = str(Path(sys.executable).with_name("mpops"))
@@ -40,6 +40,17 @@ def env(tmp_path_factory, project, prefect_server) -> dict[str, str]:
     home = tmp_path_factory.mktemp("state")
     return {**os.environ, "MLFLOW_TRACKING_URI": fresh_store(home / "mlflow.db"),
             "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": prefect_server, "NO_COLOR": "1"}
+
+
+@pytest.fixture()
+def here(project, env, monkeypatch, session_store, prefect_harness):
+    """This process, as an `mpops` subprocess of this module would be: in the project's copy, on its store.
+    For the tests of an exit code and its line; each command keeps a real subprocess run here."""
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    _use_store(env["MLFLOW_TRACKING_URI"])
+    yield
+    _use_store(session_store)
 
 
 def mpops(project: Path, env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -77,14 +88,14 @@ def test_bad_config_exits_2_with_one_line(project, env):
     assert r.returncode == 2 and "unknown precision 'fp64'" in r.stderr
 
 
-def test_failed_validation_exits_3_and_registers_nothing(project, env, tmp_path):
+def test_failed_validation_exits_3_and_registers_nothing(project, env, tmp_path, here, monkeypatch):
     bad = pd.read_csv(project / "data" / "digits.csv")
     bad.loc[0, "label"] = 42
     bad.loc[1, "pixel_3"] = 99
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    r = mpops(project, env, "run", "--data", str(tmp_path / "bad.csv"), *FAST)
-    assert r.returncode == 3, r.stdout + r.stderr
-    first = error_line(r.stderr)
+    code, out, err = run_in_process(["run", "--data", str(tmp_path / "bad.csv"), *FAST], monkeypatch)
+    assert code == 3, out + err
+    first = error_line(err)
     assert first.startswith("error: data validation failed: ")
     assert "label: column values to be in set" in first and "pixel_3: column values to be between" in first
     assert versions(env) == []
@@ -94,11 +105,11 @@ def test_failed_validation_exits_3_and_registers_nothing(project, env, tmp_path)
 
 
 @pytest.mark.parametrize("content, name", [("", "empty.csv"), ("a,b\n1,2\n", "nolabel.csv")])
-def test_unreadable_data_exits_3(project, env, tmp_path, content, name):
+def test_unreadable_data_exits_3(tmp_path, content, name, here, monkeypatch):
     (tmp_path / name).write_text(content)
-    r = mpops(project, env, "validate", "--data", str(tmp_path / name))
-    assert r.returncode == 3, r.stderr
-    assert error_line(r.stderr).startswith("error: data:")
+    code, _, err = run_in_process(["validate", "--data", str(tmp_path / name)], monkeypatch)
+    assert code == 3, err
+    assert error_line(err).startswith("error: data:")
 
 
 def test_validate_passes_on_bundled_data(project, env):
@@ -165,7 +176,7 @@ def test_champion_scores_the_test_split(first_run, env, project):
     assert accuracy >= 0.95, accuracy
 
 
-def test_predict_command_writes_labels(first_run, env, project, tmp_path):
+def test_predict_command_writes_labels(first_run, env, project, tmp_path, here, monkeypatch):
     assert first_run.returncode == 0
     out = tmp_path / "pred.csv"
     r = mpops(project, env, "predict", "--input", str(project / "data" / "digits.csv"), "--output", str(out))
@@ -174,35 +185,37 @@ def test_predict_command_writes_labels(first_run, env, project, tmp_path):
     assert len(scored) == 1797 and (scored["prediction"] == scored["label"]).mean() > 0.95
     # Unlabelled input is what scoring usually gets.
     scored.drop(columns=["label", "prediction"]).to_parquet(tmp_path / "unlabelled.parquet", index=False)
-    r = mpops(project, env, "predict", "--input", str(tmp_path / "unlabelled.parquet"),
-              "--output", str(tmp_path / "p2.csv"))
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_in_process(["predict", "--input", str(tmp_path / "unlabelled.parquet"),
+                                   "--output", str(tmp_path / "p2.csv")], monkeypatch)
+    assert code == 0, err
     assert pd.read_csv(tmp_path / "p2.csv")["prediction"].tolist() == scored["prediction"].tolist()
 
 
-def test_gate_failure_exits_4_and_leaves_champion(first_run, env, project):
+def test_gate_failure_exits_4_and_leaves_champion(first_run, env, project, here, monkeypatch):
     assert first_run.returncode == 0
     before = client_for(env).get_model_version_by_alias("digits-classifier", "champion").version
-    r = mpops(project, env, "run", "--precisions", "fp32", "--set", "gate.min_accuracy=0.999",
-              "--set", "train.epochs=1", "--set", "train.hidden_size=32", "--report", "out/failed-gate.json")
-    assert r.returncode == 4, r.stdout[-2000:] + r.stderr[-2000:]
+    code, out, err = run_in_process(["run", "--precisions", "fp32", "--set", "gate.min_accuracy=0.999",
+                                     "--set", "train.epochs=1", "--set", "train.hidden_size=32",
+                                     "--report", "out/failed-gate.json"], monkeypatch)
+    assert code == 4, out[-2000:] + err[-2000:]
     report = json.loads((project / "out" / "failed-gate.json").read_text())
     assert report["passed"] is False and report["exit_code"] == 4 and report["gate"]["selected"] is None
-    assert error_line(r.stderr).startswith("error: no candidate passed the gates")
+    assert error_line(err).startswith("error: no candidate passed the gates")
     assert len(versions(env)) == 1
     assert client_for(env).get_model_version_by_alias("digits-classifier", "champion").version == before
 
 
-def test_an_unchanged_run_trains_nothing_and_force_retrains(project, env):
+def test_an_unchanged_run_trains_nothing_and_force_retrains(project, env, here, monkeypatch):
     """The champion's run key against this run's, in the registry: same data, code and config, nothing to do."""
     client = client_for(env)
     tiny = ["--precisions", "fp32", "--set", "registry.model_name=digits-tiny", "--set", "train.hidden_size=64",
             "--set", "train.hidden_layers=1", "--set", "train.epochs=5", "--set", "train.batch_size=128",
             "--set", "gate.min_accuracy=0.5",
-            "--set", "validation.label_errors=false", "--set", "gate.latency_repeats=2"]
+            "--set", "validation.label_errors=false", "--set", "gate.latency_repeats=2",
+            "--set", "serving.check=false"]
     tiny_versions = lambda: client.search_model_versions("name='digits-tiny'")  # noqa: E731
-    r = mpops(project, env, "run", "--quiet", *tiny)
-    assert r.returncode == 0, r.stderr[-3000:]
+    code, out, err = run_in_process(["run", "--quiet", *tiny], monkeypatch)  # the subprocess run is `again`
+    assert code == 0, err[-3000:]
     [first] = tiny_versions()
     assert client.get_model_version_by_alias("digits-tiny", "champion").version == first.version
     assert len(first.tags["run.key"]) == 32
@@ -210,7 +223,7 @@ def test_an_unchanged_run_trains_nothing_and_force_retrains(project, env):
     assert parent.data.tags["run.key"] == first.tags["run.key"]
     assert {"time.imports_s", "time.validation_s", "time.train.fp32_s", "time.registration_s",
             "time.overhead_s"} <= set(parent.data.metrics)
-    assert any(line.startswith("Seconds: imports ") for line in r.stdout.splitlines())
+    assert any(line.startswith("Seconds: imports ") for line in out.splitlines())
     experiment = parent.info.experiment_id
     runs_before = len(client.search_runs([experiment]))
 
@@ -220,7 +233,8 @@ def test_an_unchanged_run_trains_nothing_and_force_retrains(project, env):
         f"unchanged: champion v{first.version} was trained on the same data, code and config"]
     assert len(tiny_versions()) == 1 and len(client.search_runs([experiment])) == runs_before
 
-    forced = mpops(project, env, "run", "--quiet", *tiny, "--force")  # (a changed input: tests/unit/test_runkey.py)
-    assert forced.returncode == 0, forced.stderr[-3000:]
+    # (a changed input: tests/unit/test_runkey.py)
+    code, _, err = run_in_process(["run", "--quiet", *tiny, "--force"], monkeypatch)
+    assert code == 0, err[-3000:]
     keys = [v.tags["run.key"] for v in tiny_versions()]
     assert len(keys) == 2 and keys[0] == keys[1]
