@@ -1,7 +1,7 @@
 """Nothing changed, nothing trained: the run key of this run against the champion's, before any other work.
 
-`mpops run` asks before Prefect starts, so an unchanged nightly or CI run costs the hashing and one
-registry call; the training flow asks again (a deployment's run starts there, and another run may
+`mpops run` asks before its flow starts (while Prefect's temporary server boots), so an unchanged nightly
+or CI run costs the hashing and one registry call; the training flow asks again (a deployment's run starts there, and another run may
 have registered since)."""
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def champion_unchanged(cfg: Config, key: str) -> str | None:
 
 
 def early_check(cfg: Config, root: Path) -> str | None:
-    """Before Prefect: the unchanged line, or None to run. Data that cannot be hashed is left to the run,
+    """Before the flow: the unchanged line, or None to run. Data that cannot be hashed is left to the run,
     which reports it the way it reports any bad data."""
     from pipeline.tracking.store import setup_tracking
 
