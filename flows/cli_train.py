@@ -28,7 +28,7 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
                                                           "data, code and config (default: off)"),
         quiet: bool = QuietOpt) -> None:
     """Validate, train every precision, gate against fp32, register the selected model."""
-    from pipeline.core.stages import Stages, process_age_s
+    from pipeline.core.stages import Stages, command_age_s
 
     st = Stages()
     root, cfg = resolve(config, data, precisions, set_)  # a bad config stops here, before torch is imported
@@ -39,7 +39,9 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         return
     if resume and distributed.world().size > 1:
         raise ConfigError("--resume continues single-process runs only; run it without torchrun")
-    st.add("imports", process_age_s())
+    age = command_age_s()
+    st.add("imports", age)
+    began = st.clock() - age
     use_progress(quiet)
     from flows.run_output import print_run, write_run_report
 
@@ -61,7 +63,7 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
         say(outcome.unchanged)
         return
     print_run(cli_base.out, outcome, cfg, root, tracking_uri(), report)
-    _report_seconds(st, outcome.parent_run_id)
+    _report_seconds(st, outcome.parent_run_id, st.clock() - began)
 
 
 def _unchanged(cfg, root: Path, st, report: Optional[Path]) -> bool:
@@ -118,12 +120,10 @@ def _run_flow(st, cfg, root: Path, report: Optional[Path], *args):
     return outcome
 
 
-def _report_seconds(st, parent_run_id: str) -> None:
+def _report_seconds(st, parent_run_id: str, wall: float) -> None:
     """The per-stage seconds in the summary and on the parent run (the last stages ran after it ended)."""
-    from pipeline.core.stages import process_age_s
     from pipeline.tracking import runs
 
-    wall = process_age_s()
     say(st.line(wall))
     runs.log_values(parent_run_id, metrics={**st.metrics(), "time.wall_s": round(wall, 3),
                                             "time.overhead_s": round(st.overhead_s(wall), 3)})

@@ -57,6 +57,18 @@ def process_age_s() -> float:
         return 0.0
 
 
+_COUNTED: list[bool] = []
+
+
+def command_age_s() -> float:
+    """Seconds since this command began: the process's age for a process's first command (its interpreter and
+    imports count), 0 for a later one (a test or a notebook calling the CLI again has imported all already)."""
+    if _COUNTED:
+        return 0.0
+    _COUNTED.append(True)
+    return process_age_s()
+
+
 class Handoff:
     """What the command line measured before its flow (imports, the run-key check) and when it called the
     flow, for the flow to pick up once: its own stages then follow on from them."""

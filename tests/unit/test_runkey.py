@@ -64,3 +64,13 @@ def test_stages_add_up_and_split_training_from_overhead():
     assert st.productive_s() == 5.0 and st.overhead_s(10.0) == 5.0
     assert st.metrics() == {"time.validation_s": 3.0, "time.train.fp32_s": 5.0}
     assert st.line(10.0).endswith("wall 10.0, of which fixed overhead 5.0 (50%)")
+
+
+def test_only_a_process_first_command_counts_the_process_age_as_imports(monkeypatch):
+    """A test or a notebook that calls the CLI twice: the second command imported nothing."""
+    from pipeline.core import stages
+
+    monkeypatch.setattr(stages, "_COUNTED", [])
+    monkeypatch.setattr(stages, "process_age_s", lambda: 4.5)
+    assert stages.command_age_s() == 4.5
+    assert stages.command_age_s() == 0.0
