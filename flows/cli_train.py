@@ -43,7 +43,7 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     st.add("imports", age)
     began = st.clock() - age
     use_progress(quiet)
-    from flows.run_output import print_run, write_run_report
+    from flows.run_output import write_run_report
 
     try:
         outcome = _run_flow(st, cfg, root, report, str(config) if config else None, data, precisions, set_,
@@ -55,15 +55,20 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     finally:
         distributed.announce("done")
         distributed.shutdown()
-    if outcome is None:  # unchanged: said before Prefect's server was waited for
-        return
+    if outcome is not None:  # None: unchanged, said before Prefect's server was waited for
+        _finish(st, outcome, cfg, root, report, st.clock() - began)
+
+
+def _finish(st, outcome, cfg, root: Path, report: Optional[Path], wall: float) -> None:
+    from flows.run_output import print_run, write_run_report
+
     if report:
         write_run_report(report, outcome=outcome)
     if outcome.unchanged:
         say(outcome.unchanged)
         return
     print_run(cli_base.out, outcome, cfg, root, tracking_uri(), report)
-    _report_seconds(st, outcome.parent_run_id, st.clock() - began)
+    _report_seconds(st, outcome.parent_run_id, wall)
 
 
 def _unchanged(cfg, root: Path, st, report: Optional[Path]) -> bool:
