@@ -46,8 +46,8 @@ def run(config: Optional[Path] = ConfigOpt, data: Optional[str] = DataOpt,
     from flows.run_output import write_run_report
 
     try:
-        outcome = _run_flow(st, cfg, root, report, str(config) if config else None, data, precisions, set_,
-                            resume, require_pinned, force)
+        outcome = _run_flow(st, cfg, root, report, not force and not resume,
+                            (str(config) if config else None, data, precisions, set_, resume, require_pinned, force))
     except MpopsError as e:
         if report:
             write_run_report(report, error=e)
@@ -86,17 +86,15 @@ def _unchanged(cfg, root: Path, st, report: Optional[Path]) -> bool:
     return bool(unchanged)
 
 
-def _run_flow(st, cfg, root: Path, report: Optional[Path], *args):
-    """The flow under its Prefect API. While a temporary server starts, this process asks whether anything
-    changed and imports what the flow needs: only the wait beyond that counts as orchestration start-up.
-    None when nothing changed (the server is then stopped without being waited for)."""
+def _run_flow(st, cfg, root: Path, report: Optional[Path], ask_unchanged: bool, flow_args: tuple):
+    """The flow (called with `flow_args`) under its Prefect API. While a temporary server starts, this process
+    asks whether anything changed and imports what the flow needs: only the wait beyond that counts as
+    orchestration start-up. None when nothing changed (the server is then stopped without being waited for)."""
     from flows.processes import prefect_api
     from pipeline.core.stages import HANDOFF
 
-    resume, force = args[-3], args[-1]
-
     def meanwhile(starting: bool) -> bool:
-        if not force and not resume and _unchanged(cfg, root, st, report):
+        if ask_unchanged and _unchanged(cfg, root, st, report):
             return True
         with st.stage("imports"):
             from flows.training import training_flow  # noqa: F401  Prefect, MLflow, torch, scikit-learn
@@ -119,7 +117,7 @@ def _run_flow(st, cfg, root: Path, report: Optional[Path], *args):
         HANDOFF.give(st)  # the flow adds the time until its body starts, then its own stages
         from flows.training import training_flow
 
-        outcome = training_flow(*args)
+        outcome = training_flow(*flow_args)
         returned = st.clock()
     st.add("orchestration shut-down", st.clock() - returned)
     return outcome

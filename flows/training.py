@@ -263,8 +263,7 @@ def train_and_register(cfg: Config, root: Path, sp: Split, validation: Validatio
                                st=st) for p in cfg.precisions if p not in dropped]
     # Nothing is timed from here on: the servability probe's interpreter starts now and imports while the
     # gate, the plots and the model's logging run.
-    with contextlib.ExitStack() as stack:
-        started = stack.enter_context(serve_probe.ProbeProcess()) if cfg.serving.check else None
+    with serve_probe.ProbeProcess() if cfg.serving.check else contextlib.nullcontext() as started:
         with st.stage("logging"):
             log_datasets(cfg, sp, prov, [t.run_id for t in trained])
         with st.stage("gate"):
@@ -277,13 +276,11 @@ def train_and_register(cfg: Config, root: Path, sp: Split, validation: Validatio
                                                  key, started)
         except GateFailed as e:
             e.run_id = parent_id  # for the flow run's artifacts: the run holding the gate report
-            plotted.wait()  # a failed gate's plots are what its reviewer looks at
             raise
-        except BaseException:
-            plotted.wait()
-            raise
-        with st.stage("logging"):
-            plotted.result()
+        finally:
+            with st.stage("logging"):
+                plotted.wait()  # whatever the outcome: a failed gate's plots are what its reviewer looks at
+    plotted.result()  # a plot that failed fails the run
     remove_run(root / cfg.train.checkpoint_dir, ckpt_key)
     return RunOutcome(parent_id, tuple(t.result for t in trained), tuple(t.eval for t in trained), report,
                       registration, probes, dict(st.seconds))

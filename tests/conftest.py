@@ -152,17 +152,12 @@ def run_in_process(argv: list[str], monkeypatch) -> tuple[int, str, str]:
 
     from rich.console import Console
 
-    from flows import cli, cli_base
+    from flows import cli_base
 
     out, err = io.StringIO(), io.StringIO()
     monkeypatch.setattr(cli_base, "out", Console(file=out, width=200, soft_wrap=True))
     monkeypatch.setattr(cli_base, "err", Console(file=err, width=200, soft_wrap=True))
-    try:
-        cli.main(argv)
-        code = 0
-    except SystemExit as done:
-        code = done.code
-    return code, out.getvalue(), err.getvalue()
+    return mpops(*argv), out.getvalue(), err.getvalue()
 
 
 def mpops(*args: str) -> int:

@@ -119,8 +119,12 @@ def check_due(loop: Loop, done: int, checkpointing: Checkpointing | None) -> boo
         return False
     if loop.device.type != "cuda":
         return True
-    saving = checkpointing is not None and done % (loop.per_epoch * checkpointing.every_epochs) == 0
-    return done - loop.checked >= HEALTH_STEPS or done == len(loop.batches) or saving
+    return done - loop.checked >= HEALTH_STEPS or done == len(loop.batches) or saving_due(loop, done, checkpointing)
+
+
+def saving_due(loop: Loop, done: int, checkpointing: Checkpointing | None) -> bool:
+    """Whether the epoch that ends after `done` steps is one to checkpoint."""
+    return checkpointing is not None and done % (loop.per_epoch * checkpointing.every_epochs) == 0
 
 
 def model_spec(split: Split, cfg: TrainConfig) -> ModelSpec:
@@ -175,7 +179,7 @@ def _end_of_epoch(loop: Loop, step: int, cfg: TrainConfig, checkpointing: Checkp
         seen = sum(map(len, loop.batches[loop.first:done]))
         on_epoch(EpochStats(done // loop.per_epoch, cfg.epochs, done, len(loop.batches), float(recent),
                             seen / max(time.perf_counter() - loop.start, 1e-9)))
-    if checkpointing and loop.world.is_main and done % (loop.per_epoch * checkpointing.every_epochs) == 0:
+    if loop.world.is_main and saving_due(loop, done, checkpointing):
         t0 = time.perf_counter()  # saving is not training: kept out of the throughput
         checkpoint.save(checkpointing.path, snapshot(loop, done, None))
         loop.paused += time.perf_counter() - t0

@@ -51,10 +51,8 @@ class ProbeProcess:
             _, stderr = self._process.communicate(line, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return ProbeReport(error=f"the probe process did not finish within {timeout_s:.0f} s")
-        except (BrokenPipeError, OSError):  # it died while importing: its stderr says why
-            stderr = self._process.communicate()[1] if self._process.poll() is None else ""
-        if not out.exists():
-            last = ((stderr or "").strip().splitlines() or ["no output"])[-1]
+        if not out.exists():  # it died (while importing, say): its stderr says why
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
             return ProbeReport(error=f"the probe process exited {self._process.returncode}: {last[:300]}")
         return ProbeReport.from_json(json.loads(out.read_text()))
 

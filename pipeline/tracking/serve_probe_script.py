@@ -33,7 +33,7 @@ def _timed(model, frame, repeats: int) -> list:
     return calls
 
 
-def _imports() -> None:
+def _ahead() -> None:
     """What any client pays before loading a model (MLflow, pandas, torch, the tracking store's connection);
     none of it is the project's. Started early, the probe pays it while the run still logs the model."""
     _without_project_source()
@@ -45,7 +45,7 @@ def _imports() -> None:
 
 
 def main(uri: str, rows_path: str, out_path: str, repeats: int) -> None:
-    _imports()
+    _without_project_source()
     import mlflow.pyfunc
     import pandas as pd
 
@@ -68,8 +68,8 @@ def main(uri: str, rows_path: str, out_path: str, repeats: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--stdin"]:
         try:
-            _imports()
-        except Exception:  # noqa: BLE001  main() imports again and reports what fails
+            _ahead()
+        except Exception:  # noqa: BLE001  main() meets the same failure and reports it
             pass
         line = sys.stdin.readline()
         if line.strip():  # an empty line or a closed pipe: the run ended without a version to check
